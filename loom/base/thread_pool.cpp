@@ -1,0 +1,138 @@
+#include "loom/base/thread_pool.h"
+
+#include <chrono>
+#include <cstdlib>
+
+#include "loom/base/error.h"
+
+namespace loom {
+namespace {
+
+thread_local bool t_in_parallel = false;
+
+struct RegionGuard {
+  bool saved;
+  RegionGuard() : saved(t_in_parallel) { t_in_parallel = true; }
+  ~RegionGuard() { t_in_parallel = saved; }
+};
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// How long a worker spins for the next job before it sleeps.
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+}  // namespace
+
+ThreadPool::ThreadPool(int num_threads) {
+  LOOM_CHECK(num_threads >= 1, "ThreadPool: num_threads must be >= 1, got {}", num_threads);
+  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  stop_.store(true);
+  generation_.fetch_add(1);
+  generation_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::work_on(uint32_t gen) {
+  RegionGuard guard;
+  for (;;) {
+    uint64_t v = claim_.load(std::memory_order_acquire);
+    if (static_cast<uint32_t>(v >> 32) != gen) break;
+    int i = static_cast<int>(v & 0xffffffffu);
+    int n = num_tasks_.load(std::memory_order_acquire);
+    if (i >= n) break;
+    if (!claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) continue;
+    try {
+      (*job_.load(std::memory_order_acquire))(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+    if (done_tasks_.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
+      done_tasks_.notify_all();
+    }
+  }
+}
+
+void ThreadPool::worker_loop(int) {
+  uint64_t seen = 0;
+  for (;;) {
+    auto start = std::chrono::steady_clock::now();
+    uint64_t gen;
+    int spins = 0;
+    while ((gen = generation_.load(std::memory_order_acquire)) == seen) {
+      cpu_relax();
+      if (++spins % 256 == 0 && std::chrono::steady_clock::now() - start > kSpin) {
+        generation_.wait(seen, std::memory_order_acquire);
+      }
+    }
+    seen = gen;
+    if (stop_.load()) return;
+    work_on(static_cast<uint32_t>(gen));
+  }
+}
+
+void ThreadPool::run(int num_tasks, const std::function<void(int)>& fn) {
+  if (num_tasks <= 0) return;
+  std::unique_lock<std::mutex> lock(run_mutex_, std::try_to_lock);
+  if (!lock.owns_lock() || workers_.empty() || t_in_parallel) {
+    RegionGuard guard;
+    for (int i = 0; i < num_tasks; ++i) fn(i);
+    return;
+  }
+  error_ = nullptr;
+  const uint32_t gen = static_cast<uint32_t>(generation_.load(std::memory_order_relaxed) + 1);
+  job_.store(&fn, std::memory_order_release);
+  num_tasks_.store(num_tasks, std::memory_order_release);
+  done_tasks_.store(0, std::memory_order_release);
+  claim_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  generation_.notify_all();
+  work_on(gen);
+  int done;
+  int spins = 0;
+  while ((done = done_tasks_.load(std::memory_order_acquire)) < num_tasks) {
+    if (++spins < 4096) {
+      cpu_relax();
+    } else {
+      done_tasks_.wait(done, std::memory_order_acquire);
+    }
+  }
+  if (error_) std::rethrow_exception(error_);
+}
+
+namespace {
+
+int default_threads() {
+  if (const char* env = std::getenv("LOOM_NUM_THREADS")) {
+    int n = std::atoi(env);
+    if (n >= 1) return n;
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw ? static_cast<int>(hw) : 1;
+}
+
+std::unique_ptr<ThreadPool>& pool_ref() {
+  static std::unique_ptr<ThreadPool> pool = std::make_unique<ThreadPool>(default_threads());
+  return pool;
+}
+
+}  // namespace
+
+ThreadPool& global_pool() { return *pool_ref(); }
+int num_threads() { return global_pool().size(); }
+
+void set_num_threads(int n) {
+  LOOM_CHECK(n >= 1 && n <= 1024, "set_num_threads: n must be in [1, 1024], got {}", n);
+  if (pool_ref()->size() != n) pool_ref() = std::make_unique<ThreadPool>(n);
+}
+
+bool in_parallel_region() { return t_in_parallel; }
+
+}  // namespace loom

@@ -1,0 +1,81 @@
+// A persistent thread pool and parallel_for, without OpenMP.
+//
+// The calling thread always takes part in the work, so a pool of size n owns n-1 workers.
+// Workers spin briefly after a job, then sleep on an atomic wait, so back-to-back kernels
+// (a GEMM per layer) pay no wake-up cost while an idle process burns no CPU.
+// parallel_for is thread-safe; a parallel_for issued from inside a pool task, or while
+// another thread holds the pool, runs inline on the caller (no nesting, no deadlock).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace loom {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  // Total threads that execute work, the caller included.
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Runs fn(i) for every i in [0, num_tasks), spread over the pool; returns when all are
+  // done. The first exception thrown by a task is rethrown here.
+  void run(int num_tasks, const std::function<void(int)>& fn);
+
+ private:
+  void worker_loop(int index);
+  void work_on(uint32_t gen);
+
+  std::vector<std::thread> workers_;
+  std::mutex run_mutex_;
+  std::atomic<uint64_t> generation_{0};
+  // (generation << 32) | next task index: a worker that wakes late for an old job can never
+  // claim a task of a newer one, because its compare-and-swap sees the new generation.
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int> done_tasks_{0};
+  std::atomic<int> num_tasks_{0};
+  std::atomic<const std::function<void(int)>*> job_{nullptr};
+  std::atomic<bool> stop_{false};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;
+};
+
+// The process-wide pool. Its size comes from set_num_threads(), else LOOM_NUM_THREADS,
+// else the number of hardware threads.
+ThreadPool& global_pool();
+int num_threads();
+// Resizes the global pool. Not safe to call while another thread runs parallel work.
+void set_num_threads(int n);
+// True inside a pool task (where parallel_for runs inline).
+bool in_parallel_region();
+
+// Splits [begin, end) into at most num_threads() contiguous chunks of at least `grain`
+// iterations and calls fn(lo, hi) on each, in parallel.
+template <typename F>
+void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& fn) {
+  const int64_t n = end - begin;
+  if (n <= 0) return;
+  if (grain < 1) grain = 1;
+  int64_t chunks = std::min<int64_t>(num_threads(), (n + grain - 1) / grain);
+  if (chunks <= 1 || in_parallel_region()) {
+    fn(begin, end);
+    return;
+  }
+  const std::function<void(int)> task = [&](int i) {
+    int64_t lo = begin + n * i / chunks;
+    int64_t hi = begin + n * (i + 1) / chunks;
+    if (lo < hi) fn(lo, hi);
+  };
+  global_pool().run(static_cast<int>(chunks), task);
+}
+
+}  // namespace loom

@@ -1,0 +1,265 @@
+// Elementwise kernels: unary, binary with broadcasting, comparisons, where, clamp, copy.
+// Contiguous operands take a flat loop the compiler vectorizes; everything else goes
+// through the strided row loop of loops.h.
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+#include "loom/base/rng.h"
+#include "loom/tensor/kernels/cpu/kernels.h"
+#include "loom/tensor/kernels/cpu/loops.h"
+
+namespace loom::cpu {
+namespace {
+
+template <typename T>
+inline T unary_scalar(UnaryOp op, T x) {
+  if constexpr (std::is_floating_point_v<T>) {
+    switch (op) {
+      case UnaryOp::kNeg: return -x;
+      case UnaryOp::kExp: return std::exp(x);
+      case UnaryOp::kLog: return std::log(x);
+      case UnaryOp::kSqrt: return std::sqrt(x);
+      case UnaryOp::kRsqrt: return T(1) / std::sqrt(x);
+      case UnaryOp::kTanh: return std::tanh(x);
+      case UnaryOp::kSigmoid: return T(1) / (T(1) + std::exp(-x));
+      case UnaryOp::kRelu: return x > T(0) ? x : T(0);
+      case UnaryOp::kGelu: return T(0.5) * x * (T(1) + std::erf(x * T(M_SQRT1_2)));
+      case UnaryOp::kAbs: return std::abs(x);
+      case UnaryOp::kSign: return T((x > T(0)) - (x < T(0)));
+      case UnaryOp::kErf: return std::erf(x);
+    }
+  } else {
+    switch (op) {
+      case UnaryOp::kNeg: return -x;
+      case UnaryOp::kRelu: return x > T(0) ? x : T(0);
+      case UnaryOp::kAbs: return x < 0 ? -x : x;
+      case UnaryOp::kSign: return T((x > T(0)) - (x < T(0)));
+      default: break;
+    }
+  }
+  return x;
+}
+
+// Applies f over every element; flat for contiguous same-shape operands.
+template <typename T, typename F>
+void unary_loop(const Tensor& x, Tensor& out, F f) {
+  if (x.is_contiguous() && out.is_contiguous()) {
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+    parallel_for(0, x.numel(), kParallelGrain, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) po[i] = f(px[i]);
+    });
+    return;
+  }
+  std::array<std::vector<int64_t>, 2> st = {broadcast_byte_strides(out, out.shape()),
+                                            broadcast_byte_strides(x, out.shape())};
+  for_each_row<2>(out.shape(), {static_cast<char*>(out.raw_data()), static_cast<char*>(x.raw_data())},
+                  st, [&](std::array<char*, 2> p, std::array<int64_t, 2> s, int64_t n) {
+                    for (int64_t i = 0; i < n; ++i)
+                      *reinterpret_cast<T*>(p[0] + i * s[0]) =
+                          f(*reinterpret_cast<const T*>(p[1] + i * s[1]));
+                  });
+}
+
+template <typename TA, typename TO, typename F>
+void binary_loop(const Tensor& a, const Tensor& b, Tensor& out, F f) {
+  const bool flat = a.is_contiguous() && b.is_contiguous() && out.is_contiguous();
+  if (flat && a.shape() == out.shape() && b.shape() == out.shape()) {
+    const TA* pa = a.data<TA>();
+    const TA* pb = b.data<TA>();
+    TO* po = out.data<TO>();
+    parallel_for(0, out.numel(), kParallelGrain, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) po[i] = f(pa[i], pb[i]);
+    });
+    return;
+  }
+  if (flat && a.shape() == out.shape() && b.numel() == 1) {
+    const TA* pa = a.data<TA>();
+    const TA vb = *b.data<TA>();
+    TO* po = out.data<TO>();
+    parallel_for(0, out.numel(), kParallelGrain, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) po[i] = f(pa[i], vb);
+    });
+    return;
+  }
+  std::array<std::vector<int64_t>, 3> st = {broadcast_byte_strides(out, out.shape()),
+                                            broadcast_byte_strides(a, out.shape()),
+                                            broadcast_byte_strides(b, out.shape())};
+  for_each_row<3>(out.shape(),
+                  {static_cast<char*>(out.raw_data()), static_cast<char*>(a.raw_data()),
+                   static_cast<char*>(b.raw_data())},
+                  st, [&](std::array<char*, 3> p, std::array<int64_t, 3> s, int64_t n) {
+                    if (s[0] == sizeof(TO) && s[1] == sizeof(TA) && s[2] == 0) {
+                      TO* po = reinterpret_cast<TO*>(p[0]);
+                      const TA* pa = reinterpret_cast<const TA*>(p[1]);
+                      const TA vb = *reinterpret_cast<const TA*>(p[2]);
+                      for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], vb);
+                      return;
+                    }
+                    for (int64_t i = 0; i < n; ++i)
+                      *reinterpret_cast<TO*>(p[0] + i * s[0]) =
+                          f(*reinterpret_cast<const TA*>(p[1] + i * s[1]),
+                            *reinterpret_cast<const TA*>(p[2] + i * s[2]));
+                  });
+}
+
+template <typename T>
+inline T binary_scalar(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::kAdd: return a + b;
+    case BinaryOp::kSub: return a - b;
+    case BinaryOp::kMul: return a * b;
+    case BinaryOp::kDiv: return a / b;
+    case BinaryOp::kPow:
+      if constexpr (std::is_floating_point_v<T>) {
+        return std::pow(a, b);
+      } else {
+        T r = 1;
+        for (T e = 0; e < b; ++e) r *= a;
+        return r;
+      }
+    case BinaryOp::kMaximum: return a > b ? a : b;
+    case BinaryOp::kMinimum: return a < b ? a : b;
+  }
+  return a;
+}
+
+}  // namespace
+
+namespace {
+
+template <typename T>
+void unary_typed(UnaryOp op, const Tensor& x, Tensor& out) {
+  // Switch outside the loop so each op gets its own vectorizable loop.
+  switch (op) {
+#define LOOM_CASE(OP) \
+  case UnaryOp::OP: unary_loop<T>(x, out, [](T v) { return unary_scalar(UnaryOp::OP, v); }); break;
+    LOOM_CASE(kNeg) LOOM_CASE(kExp) LOOM_CASE(kLog) LOOM_CASE(kSqrt) LOOM_CASE(kRsqrt)
+    LOOM_CASE(kTanh) LOOM_CASE(kSigmoid) LOOM_CASE(kRelu) LOOM_CASE(kGelu) LOOM_CASE(kAbs)
+    LOOM_CASE(kSign) LOOM_CASE(kErf)
+#undef LOOM_CASE
+  }
+}
+
+template <typename T>
+void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  switch (op) {
+#define LOOM_CASE(OP) \
+  case BinaryOp::OP: binary_loop<T, T>(a, b, out, [](T x, T y) { return binary_scalar(BinaryOp::OP, x, y); }); break;
+    LOOM_CASE(kAdd) LOOM_CASE(kSub) LOOM_CASE(kMul) LOOM_CASE(kDiv) LOOM_CASE(kPow)
+    LOOM_CASE(kMaximum) LOOM_CASE(kMinimum)
+#undef LOOM_CASE
+  }
+}
+
+}  // namespace
+
+void unary(UnaryOp op, const Tensor& x, Tensor& out) {
+  LOOM_DISPATCH_NUMERIC(x.dtype(), "unary", [&] { unary_typed<scalar_t>(op, x, out); });
+}
+
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  LOOM_DISPATCH_NUMERIC(out.dtype(), "binary", [&] { binary_typed<scalar_t>(op, a, b, out); });
+}
+
+void compare(CompareOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  LOOM_DISPATCH_ALL(a.dtype(), "compare", [&] {
+    switch (op) {
+      case CompareOp::kEq: binary_loop<scalar_t, bool>(a, b, out, [](scalar_t x, scalar_t y) { return x == y; }); break;
+      case CompareOp::kNe: binary_loop<scalar_t, bool>(a, b, out, [](scalar_t x, scalar_t y) { return x != y; }); break;
+      case CompareOp::kLt: binary_loop<scalar_t, bool>(a, b, out, [](scalar_t x, scalar_t y) { return x < y; }); break;
+      case CompareOp::kLe: binary_loop<scalar_t, bool>(a, b, out, [](scalar_t x, scalar_t y) { return x <= y; }); break;
+      case CompareOp::kGt: binary_loop<scalar_t, bool>(a, b, out, [](scalar_t x, scalar_t y) { return x > y; }); break;
+      case CompareOp::kGe: binary_loop<scalar_t, bool>(a, b, out, [](scalar_t x, scalar_t y) { return x >= y; }); break;
+    }
+  });
+}
+
+void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {
+  LOOM_DISPATCH_ALL(out.dtype(), "where", [&] {
+    std::array<std::vector<int64_t>, 4> st = {
+        broadcast_byte_strides(out, out.shape()), broadcast_byte_strides(cond, out.shape()),
+        broadcast_byte_strides(a, out.shape()), broadcast_byte_strides(b, out.shape())};
+    for_each_row<4>(out.shape(),
+                    {static_cast<char*>(out.raw_data()), static_cast<char*>(cond.raw_data()),
+                     static_cast<char*>(a.raw_data()), static_cast<char*>(b.raw_data())},
+                    st, [&](std::array<char*, 4> p, std::array<int64_t, 4> s, int64_t n) {
+                      for (int64_t i = 0; i < n; ++i) {
+                        bool c = *reinterpret_cast<const bool*>(p[1] + i * s[1]);
+                        *reinterpret_cast<scalar_t*>(p[0] + i * s[0]) =
+                            c ? *reinterpret_cast<const scalar_t*>(p[2] + i * s[2])
+                              : *reinterpret_cast<const scalar_t*>(p[3] + i * s[3]);
+                      }
+                    });
+  });
+}
+
+void clamp(const Tensor& x, double lo, double hi, Tensor& out) {
+  LOOM_DISPATCH_NUMERIC(x.dtype(), "clamp", [&] {
+    const scalar_t l = static_cast<scalar_t>(lo), h = static_cast<scalar_t>(hi);
+    unary_loop<scalar_t>(x, out, [l, h](scalar_t v) { return v < l ? l : (v > h ? h : v); });
+  });
+}
+
+namespace {
+
+template <typename S, typename D>
+void copy_typed(const Tensor& src, Tensor& dst) {
+  if (std::is_same_v<S, D> && src.is_contiguous() && dst.is_contiguous() &&
+      src.shape() == dst.shape()) {
+    const char* s = static_cast<const char*>(src.raw_data());
+    char* d = static_cast<char*>(dst.raw_data());
+    parallel_for(0, static_cast<int64_t>(dst.nbytes()), 1 << 20, [&](int64_t lo, int64_t hi) {
+      std::memcpy(d + lo, s + lo, static_cast<size_t>(hi - lo));
+    });
+    return;
+  }
+  std::array<std::vector<int64_t>, 2> st = {broadcast_byte_strides(dst, dst.shape()),
+                                            broadcast_byte_strides(src, dst.shape())};
+  for_each_row<2>(dst.shape(), {static_cast<char*>(dst.raw_data()), static_cast<char*>(src.raw_data())},
+                  st, [&](std::array<char*, 2> p, std::array<int64_t, 2> s, int64_t n) {
+                    if (s[0] == sizeof(D) && s[1] == sizeof(S)) {
+                      D* pd = reinterpret_cast<D*>(p[0]);
+                      const S* ps = reinterpret_cast<const S*>(p[1]);
+                      for (int64_t i = 0; i < n; ++i) pd[i] = static_cast<D>(ps[i]);
+                      return;
+                    }
+                    for (int64_t i = 0; i < n; ++i)
+                      *reinterpret_cast<D*>(p[0] + i * s[0]) =
+                          static_cast<D>(*reinterpret_cast<const S*>(p[1] + i * s[1]));
+                  });
+}
+
+}  // namespace
+
+void copy(const Tensor& src, Tensor& dst) {
+  LOOM_DISPATCH_ALL(src.dtype(), "copy", [&] {
+    using S = scalar_t;
+    LOOM_DISPATCH_ALL(dst.dtype(), "copy", [&] { copy_typed<S, scalar_t>(src, dst); });
+  });
+}
+
+void fill(Tensor& dst, double value) {
+  LOOM_DISPATCH_ALL(dst.dtype(), "fill", [&] {
+    const scalar_t v = static_cast<scalar_t>(value);
+    unary_loop<scalar_t>(dst, dst, [v](scalar_t) { return v; });
+  });
+}
+
+void bernoulli(Tensor& out, double keep_prob, uint64_t seed, uint64_t offset) {
+  LOOM_DISPATCH_FLOAT(out.dtype(), "bernoulli", [&] {
+    scalar_t* p = out.data<scalar_t>();
+    const int64_t n = out.numel();
+    const uint32_t threshold = static_cast<uint32_t>(std::min(keep_prob, 1.0) * 4294967295.0);
+    parallel_for(0, (n + 3) / 4, 4096, [&](int64_t lo, int64_t hi) {
+      for (int64_t b = lo; b < hi; ++b) {
+        auto w = philox4x32(offset + static_cast<uint64_t>(b), 0, seed);
+        for (int j = 0; j < 4 && b * 4 + j < n; ++j)
+          p[b * 4 + j] = (keep_prob >= 1.0 || w[j] < threshold) ? scalar_t(1) : scalar_t(0);
+      }
+    });
+  });
+}
+
+}  // namespace loom::cpu

@@ -1,0 +1,252 @@
+#include "loom/tensor/kernels/cpu/gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "loom/base/cpu.h"
+#include "loom/base/thread_pool.h"
+
+namespace loom::cpu {
+namespace {
+
+// Portable 4 x 16 micro-kernel; plain loops the compiler vectorizes for the baseline ISA.
+void micro_generic(int64_t K, const float* A, const float* B, float* C, int64_t ldc,
+                   float alpha, float beta) {
+  constexpr int MR = 4, NR = 16;
+  float acc[MR][NR] = {};
+  for (int64_t k = 0; k < K; ++k) {
+    for (int i = 0; i < MR; ++i) {
+      const float a = A[i];
+      for (int j = 0; j < NR; ++j) acc[i][j] += a * B[j];
+    }
+    A += MR;
+    B += NR;
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j)
+      C[i * ldc + j] = alpha * acc[i][j] + (beta == 0.0f ? 0.0f : beta * C[i * ldc + j]);
+}
+
+const GemmKernel kGeneric{"generic", 4, 16, 128, 256, 2048, &micro_generic};
+
+const GemmKernel& active_kernel() {
+  switch (active_isa()) {
+    case Isa::kAvx512:
+      if (auto* k = sgemm_kernel_avx512()) return *k;
+      [[fallthrough]];
+    case Isa::kAvx2:
+      if (auto* k = sgemm_kernel_avx2()) return *k;
+      [[fallthrough]];
+    default: return kGeneric;
+  }
+}
+
+// Thread-local, 64-byte aligned scratch that only grows (packing buffers are reused
+// across calls, so steady-state GEMMs touch no new pages).
+float* scratch(int slot, size_t floats) {
+  struct Buf {
+    float* p = nullptr;
+    size_t cap = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf bufs[2];
+  Buf& b = bufs[slot];
+  if (b.cap < floats) {
+    std::free(b.p);
+    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    b.p = static_cast<float*>(std::aligned_alloc(64, bytes));
+    b.cap = floats;
+  }
+  return b.p;
+}
+
+// Packs A[ic:ic+mc, pc:pc+kc] into MR-row micro-panels, k-major, zero-padded to MR.
+void pack_a(const GemmOperand& A, int64_t ic, int64_t pc, int64_t mc, int64_t kc, int mr,
+            float* dst) {
+  for (int64_t i0 = 0; i0 < mc; i0 += mr) {
+    const int64_t rows = std::min<int64_t>(mr, mc - i0);
+    const float* src = A.data + (ic + i0) * A.row_stride + pc * A.col_stride;
+    if (A.col_stride == 1) {
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int64_t i = 0; i < rows; ++i) dst[k * mr + i] = src[i * A.row_stride + k];
+        for (int64_t i = rows; i < mr; ++i) dst[k * mr + i] = 0.0f;
+      }
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* s = src + k * A.col_stride;
+        for (int64_t i = 0; i < rows; ++i) dst[k * mr + i] = s[i * A.row_stride];
+        for (int64_t i = rows; i < mr; ++i) dst[k * mr + i] = 0.0f;
+      }
+    }
+    dst += kc * mr;
+  }
+}
+
+// Packs B[pc:pc+kc, jc+j0 : jc+j0+cols] (one NR panel) k-major, zero-padded to NR.
+void pack_b_panel(const GemmOperand& B, int64_t pc, int64_t col0, int64_t cols, int64_t kc,
+                  int nr, float* dst) {
+  const float* src = B.data + pc * B.row_stride + col0 * B.col_stride;
+  if (B.col_stride == 1 && cols == nr) {
+    for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * nr, src + k * B.row_stride, nr * sizeof(float));
+    return;
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* s = src + k * B.row_stride;
+    for (int64_t j = 0; j < cols; ++j) dst[k * nr + j] = s[j * B.col_stride];
+    for (int64_t j = cols; j < nr; ++j) dst[k * nr + j] = 0.0f;
+  }
+}
+
+// One MC x (column range) block against the packed B block.
+void macro_kernel(const GemmKernel& g, const float* Ap, const float* Bp, int64_t mc,
+                  int64_t ncols, int64_t nr_begin, int64_t kc, float alpha, float beta,
+                  float* C, int64_t ldc) {
+  alignas(64) float tile[16 * 64];
+  for (int64_t j0 = 0; j0 < ncols; j0 += g.nr) {
+    const int64_t cols = std::min<int64_t>(g.nr, ncols - j0);
+    const float* bpanel = Bp + (nr_begin + j0) / g.nr * (kc * g.nr);
+    for (int64_t i0 = 0; i0 < mc; i0 += g.mr) {
+      const int64_t rows = std::min<int64_t>(g.mr, mc - i0);
+      const float* apanel = Ap + i0 / g.mr * (kc * g.mr);
+      float* c = C + i0 * ldc + j0;
+      if (rows == g.mr && cols == g.nr) {
+        g.micro(kc, apanel, bpanel, c, ldc, alpha, beta);
+      } else {
+        // Edge tile: compute the full tile into scratch, then merge the valid part.
+        g.micro(kc, apanel, bpanel, tile, g.nr, alpha, 0.0f);
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t j = 0; j < cols; ++j)
+            c[i * ldc + j] = tile[i * g.nr + j] + (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const char* sgemm_kernel_name() {
+  static thread_local char buf[64];
+  const GemmKernel& g = active_kernel();
+  std::snprintf(buf, sizeof(buf), "%s %dx%d", g.name, g.mr, g.nr);
+  return buf;
+}
+
+void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOperand B,
+           float beta, float* C, int64_t ldc, bool parallel) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) {
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  const GemmKernel& g = active_kernel();
+  const double flops = 2.0 * M * N * K;
+  int threads = parallel && !in_parallel_region() && flops > 2e6 ? num_threads() : 1;
+
+  const int64_t nc_max = std::min<int64_t>(g.nc, (N + g.nr - 1) / g.nr * g.nr);
+  const int64_t kc_max = std::min<int64_t>(g.kc, K);
+  // Shared packed B block; lives in the calling thread's scratch.
+  float* Bp = scratch(1, static_cast<size_t>(nc_max) * kc_max);
+
+  for (int64_t jc = 0; jc < N; jc += g.nc) {
+    const int64_t nc = std::min<int64_t>(g.nc, N - jc);
+    const int64_t npanels = (nc + g.nr - 1) / g.nr;
+    for (int64_t pc = 0; pc < K; pc += g.kc) {
+      const int64_t kc = std::min<int64_t>(g.kc, K - pc);
+      const float beta_k = pc == 0 ? beta : 1.0f;
+      auto pack_panels = [&](int64_t lo, int64_t hi) {
+        for (int64_t p = lo; p < hi; ++p) {
+          int64_t col0 = p * g.nr;
+          pack_b_panel(B, pc, jc + col0, std::min<int64_t>(g.nr, nc - col0), kc, g.nr,
+                       Bp + p * kc * g.nr);
+        }
+      };
+      // Work items: (MC block of rows) x (slice of the NR panels). Split the columns too
+      // when there are fewer row blocks than threads, so small-M products still use all.
+      int64_t mc = g.mc;
+      int64_t mblocks = (M + mc - 1) / mc;
+      int64_t nsplit = 1;
+      if (threads > 1) {
+        if (mblocks < threads) {
+          // Prefer shrinking MC (keeps whole B panels per task) down to a few MR rows.
+          int64_t want = (M + threads - 1) / threads;
+          int64_t mc2 = std::max<int64_t>(g.mr, (want + g.mr - 1) / g.mr * g.mr);
+          if (mc2 < mc) {
+            mc = mc2;
+            mblocks = (M + mc - 1) / mc;
+          }
+        }
+        if (mblocks < threads) nsplit = std::min<int64_t>(npanels, (threads + mblocks - 1) / mblocks);
+      }
+      const int64_t tasks = mblocks * nsplit;
+      auto compute = [&](int64_t lo, int64_t hi) {
+        float* Ap = scratch(0, static_cast<size_t>((mc + g.mr - 1) / g.mr * g.mr) * kc);
+        int64_t packed_block = -1;
+        for (int64_t t = lo; t < hi; ++t) {
+          const int64_t mb = t / nsplit, ns = t % nsplit;
+          const int64_t ic = mb * mc, mcur = std::min<int64_t>(mc, M - ic);
+          if (packed_block != mb) {
+            pack_a(A, ic, pc, mcur, kc, g.mr, Ap);
+            packed_block = mb;
+          }
+          const int64_t p0 = npanels * ns / nsplit, p1 = npanels * (ns + 1) / nsplit;
+          const int64_t c0 = p0 * g.nr, c1 = std::min<int64_t>(nc, p1 * g.nr);
+          if (c1 > c0)
+            macro_kernel(g, Ap, Bp, mcur, c1 - c0, c0, kc, alpha, beta_k, C + ic * ldc + jc + c0, ldc);
+        }
+      };
+      if (threads > 1) {
+        parallel_for(0, npanels, 1, pack_panels);
+        parallel_for(0, tasks, 1, compute);
+      } else {
+        pack_panels(0, npanels);
+        compute(0, tasks);
+      }
+    }
+  }
+}
+
+void dgemm(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t rsa,
+           int64_t csa, const double* B, int64_t rsb, int64_t csb, double beta, double* C,
+           int64_t ldc, bool parallel) {
+  if (M <= 0 || N <= 0) return;
+  auto rows = [&](int64_t lo, int64_t hi) {
+    std::vector<double> acc(static_cast<size_t>(N));
+    for (int64_t i = lo; i < hi; ++i) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t k = 0; k < K; ++k) {
+        const double a = A[i * rsa + k * csa];
+        const double* b = B + k * rsb;
+        if (csb == 1) {
+          for (int64_t j = 0; j < N; ++j) acc[j] += a * b[j];
+        } else {
+          for (int64_t j = 0; j < N; ++j) acc[j] += a * b[j * csb];
+        }
+      }
+      for (int64_t j = 0; j < N; ++j)
+        C[i * ldc + j] = alpha * acc[j] + (beta == 0.0 ? 0.0 : beta * C[i * ldc + j]);
+    }
+  };
+  if (parallel) {
+    parallel_for(0, M, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, N * K)), rows);
+  } else {
+    rows(0, M);
+  }
+}
+
+template <>
+void gemm<float>(int64_t M, int64_t N, int64_t K, const float* A, int64_t rsa, int64_t csa, const float* B,
+                 int64_t rsb, int64_t csb, float beta, float* C, int64_t ldc, bool parallel) {
+  sgemm(M, N, K, 1.0f, {A, rsa, csa}, {B, rsb, csb}, beta, C, ldc, parallel);
+}
+
+template <>
+void gemm<double>(int64_t M, int64_t N, int64_t K, const double* A, int64_t rsa, int64_t csa, const double* B,
+                  int64_t rsb, int64_t csb, double beta, double* C, int64_t ldc, bool parallel) {
+  dgemm(M, N, K, 1.0, A, rsa, csa, B, rsb, csb, beta, C, ldc, parallel);
+}
+
+}  // namespace loom::cpu

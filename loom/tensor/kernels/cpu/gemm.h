@@ -1,0 +1,53 @@
+// Packed, cache-blocked GEMM in the style of BLIS / GotoBLAS.
+//
+// C = alpha * A * B + beta * C, with every operand given by element strides, so transposed
+// and strided views need no copy: packing reads them once into contiguous micro-panels.
+// Loop nest (Goto): jc over NC columns of B (packed KC x NC block shared by all threads,
+// sized for L3), pc over KC, ic over MC rows of A (packed MC x KC block per thread, sized
+// for L2), then jr/ir over NR x MR register tiles computed by an MR x NR micro-kernel.
+// The micro-kernel (AVX-512, AVX2+FMA or portable) is chosen at run time.
+#pragma once
+
+#include <cstdint>
+
+namespace loom::cpu {
+
+struct GemmOperand {
+  const float* data;
+  int64_t row_stride;  // elements between consecutive rows
+  int64_t col_stride;  // elements between consecutive columns
+};
+
+// C[M, N] (row stride ldc, unit column stride) = alpha * A[M, K] * B[K, N] + beta * C.
+// beta == 0 never reads C. Uses the global thread pool unless `parallel` is false.
+void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOperand B,
+           float beta, float* C, int64_t ldc, bool parallel = true);
+
+// Double precision (cache-blocked loops, no hand-written micro-kernel: used for the f64
+// path that gradient checks run on, not for speed).
+void dgemm(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t rsa,
+           int64_t csa, const double* B, int64_t rsb, int64_t csb, double beta, double* C,
+           int64_t ldc, bool parallel = true);
+
+// Type-generic entry (f32 -> sgemm, f64 -> dgemm), alpha = 1.
+template <typename T>
+void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B,
+          int64_t rsb, int64_t csb, T beta, T* C, int64_t ldc, bool parallel = true);
+
+// Description of the micro-kernel sgemm uses now, e.g. "avx512 14x32".
+const char* sgemm_kernel_name();
+
+// A micro-kernel and the blocking it is tuned for (per-ISA translation units export one).
+struct GemmKernel {
+  const char* name;
+  int mr, nr;
+  int64_t mc, kc, nc;
+  // C[0:MR, 0:NR] (row stride ldc) = alpha * Apanel(K x MR) . Bpanel(K x NR) + beta * C.
+  void (*micro)(int64_t K, const float* A, const float* B, float* C, int64_t ldc,
+                float alpha, float beta);
+};
+
+const GemmKernel* sgemm_kernel_avx512();  // null when not compiled in
+const GemmKernel* sgemm_kernel_avx2();
+
+}  // namespace loom::cpu

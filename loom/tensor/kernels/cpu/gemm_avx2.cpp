@@ -1,0 +1,28 @@
+// AVX2 + FMA SGEMM micro-kernel (6 x 16: 12 accumulators in 16 ymm registers).
+#include <immintrin.h>
+
+#include "loom/tensor/kernels/cpu/gemm.h"
+
+namespace loom::cpu::avx2 {
+using Vec = __m256;
+inline Vec vzero() { return _mm256_setzero_ps(); }
+inline Vec vload(const float* p) { return _mm256_load_ps(p); }
+inline Vec vloadu(const float* p) { return _mm256_loadu_ps(p); }
+inline void vstoreu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline Vec vbroadcast(const float* p) { return _mm256_broadcast_ss(p); }
+inline Vec vset1(float x) { return _mm256_set1_ps(x); }
+inline Vec vfmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Vec vmul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+}  // namespace loom::cpu::avx2
+
+#define LOOM_GEMM_ISA avx2
+#include "loom/tensor/kernels/cpu/gemm_microkernel.h"
+
+namespace loom::cpu {
+
+const GemmKernel* sgemm_kernel_avx2() {
+  static const GemmKernel k{"avx2", 6, 16, 144, 256, 3072, &avx2::micro_kernel<6, 2>};
+  return &k;
+}
+
+}  // namespace loom::cpu

@@ -1,0 +1,63 @@
+// The SIMD micro-kernel template, included by one translation unit per instruction set
+// (gemm_avx512.cpp, gemm_avx2.cpp), each compiled with that set's flags.
+//
+// The MR x (NV vectors) tile of C lives in registers for the whole K loop; each k step
+// loads NV vectors of the packed B panel, broadcasts MR values of the packed A panel, and
+// issues MR*NV independent FMAs -- enough to cover FMA latency on two FMA pipes.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace loom::cpu::LOOM_GEMM_ISA {
+
+template <int MR, int NV>
+void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict B,
+                  float* __restrict C, int64_t ldc, float alpha, float beta) {
+  constexpr int W = sizeof(Vec) / sizeof(float);
+  Vec acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[i][j] = vzero();
+  // Pull the C tile towards L1 while the K loop runs, so the final update does not stall.
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    __builtin_prefetch(C + i * ldc, 1);
+    __builtin_prefetch(C + i * ldc + NV * W - 1, 1);
+  }
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < K; ++k) {
+    Vec b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) b[j] = vload(B + j * W);
+    __builtin_prefetch(A + 8 * MR);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      Vec a = vbroadcast(A + i);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[i][j] = vfmadd(a, b[j], acc[i][j]);
+    }
+    A += MR;
+    B += NV * W;
+  }
+  const Vec va = vset1(alpha);
+  if (beta == 0.0f) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) vstoreu(C + i * ldc + j * W, vmul(va, acc[i][j]));
+  } else {
+    const Vec vb = vset1(beta);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) {
+        float* c = C + i * ldc + j * W;
+        vstoreu(c, vfmadd(va, acc[i][j], vmul(vb, vloadu(c))));
+      }
+  }
+}
+
+}  // namespace loom::cpu::LOOM_GEMM_ISA

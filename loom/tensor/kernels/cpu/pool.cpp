@@ -1,0 +1,118 @@
+// Max and average pooling over NCHW planes; each (n, c) plane is independent work.
+#include <limits>
+
+#include "loom/base/thread_pool.h"
+#include "loom/tensor/kernels/cpu/conv.h"
+
+namespace loom::cpu {
+namespace {
+
+struct PoolGeom {
+  int64_t planes, H, W, OH, OW;
+};
+
+PoolGeom pool_geometry(const Shape& xs, const Pool2dParams& p, const char* op) {
+  LOOM_CHECK(p.pad_h * 2 <= p.kernel_h && p.pad_w * 2 <= p.kernel_w,
+             "{}: padding ({}, {}) must be at most half the kernel ({}, {})", op, p.pad_h,
+             p.pad_w, p.kernel_h, p.kernel_w);
+  PoolGeom g;
+  g.planes = xs[0] * xs[1];
+  g.H = xs[2], g.W = xs[3];
+  g.OH = conv_out_size(g.H, p.kernel_h, p.stride_h, p.pad_h, 1, op);
+  g.OW = conv_out_size(g.W, p.kernel_w, p.stride_w, p.pad_w, 1, op);
+  return g;
+}
+
+}  // namespace
+
+void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx) {
+  PoolGeom g = pool_geometry(x.shape(), p, "max_pool2d");
+  int64_t* pi = idx.data<int64_t>();
+  LOOM_DISPATCH_FLOAT(x.dtype(), "max_pool2d", [&] {
+    const scalar_t* px = x.data<scalar_t>();
+    scalar_t* py = y.data<scalar_t>();
+    parallel_for(0, g.planes, 8, [&](int64_t lo, int64_t hi) {
+      for (int64_t pl = lo; pl < hi; ++pl) {
+        const scalar_t* in = px + pl * g.H * g.W;
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            scalar_t best = -std::numeric_limits<scalar_t>::infinity();
+            int64_t arg = -1;
+            for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+              int64_t ih = oh * p.stride_h - p.pad_h + kh;
+              if (ih < 0 || ih >= g.H) continue;
+              for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+                int64_t iw = ow * p.stride_w - p.pad_w + kw;
+                if (iw < 0 || iw >= g.W) continue;
+                scalar_t v = in[ih * g.W + iw];
+                if (arg < 0 || v > best || v != v) {
+                  best = v;
+                  arg = ih * g.W + iw;
+                  if (v != v) break;
+                }
+              }
+            }
+            int64_t o = (pl * g.OH + oh) * g.OW + ow;
+            py[o] = best;
+            pi[o] = arg;
+          }
+      }
+    });
+  });
+}
+
+void avg_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y) {
+  PoolGeom g = pool_geometry(x.shape(), p, "avg_pool2d");
+  LOOM_DISPATCH_FLOAT(x.dtype(), "avg_pool2d", [&] {
+    const scalar_t* px = x.data<scalar_t>();
+    scalar_t* py = y.data<scalar_t>();
+    const scalar_t inv = scalar_t(1) / static_cast<scalar_t>(p.kernel_h * p.kernel_w);
+    parallel_for(0, g.planes, 8, [&](int64_t lo, int64_t hi) {
+      for (int64_t pl = lo; pl < hi; ++pl) {
+        const scalar_t* in = px + pl * g.H * g.W;
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            scalar_t s = 0;
+            for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+              int64_t ih = oh * p.stride_h - p.pad_h + kh;
+              if (ih < 0 || ih >= g.H) continue;
+              for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+                int64_t iw = ow * p.stride_w - p.pad_w + kw;
+                if (iw >= 0 && iw < g.W) s += in[ih * g.W + iw];
+              }
+            }
+            py[(pl * g.OH + oh) * g.OW + ow] = s * inv;
+          }
+      }
+    });
+  });
+}
+
+void avg_pool2d_backward(const Tensor& gy, const Pool2dParams& p, Tensor& gx) {
+  PoolGeom g = pool_geometry(gx.shape(), p, "avg_pool2d_backward");
+  LOOM_DISPATCH_FLOAT(gy.dtype(), "avg_pool2d_backward", [&] {
+    const scalar_t* pg = gy.data<scalar_t>();
+    scalar_t* px = gx.data<scalar_t>();
+    const scalar_t inv = scalar_t(1) / static_cast<scalar_t>(p.kernel_h * p.kernel_w);
+    parallel_for(0, g.planes, 8, [&](int64_t lo, int64_t hi) {
+      for (int64_t pl = lo; pl < hi; ++pl) {
+        scalar_t* out = px + pl * g.H * g.W;
+        for (int64_t i = 0; i < g.H * g.W; ++i) out[i] = 0;
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            scalar_t v = pg[(pl * g.OH + oh) * g.OW + ow] * inv;
+            for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+              int64_t ih = oh * p.stride_h - p.pad_h + kh;
+              if (ih < 0 || ih >= g.H) continue;
+              for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+                int64_t iw = ow * p.stride_w - p.pad_w + kw;
+                if (iw >= 0 && iw < g.W) out[ih * g.W + iw] += v;
+              }
+            }
+          }
+      }
+    });
+  });
+}
+
+}  // namespace loom::cpu

@@ -1,0 +1,311 @@
+// Reductions, argmax, softmax and the gather/scatter family.
+//
+// Every kernel here views its (contiguous) input as [outer, reduced, inner]: reductions
+// over a trailing block become row reductions, over a leading or middle block become
+// vectorized accumulations of rows. Axis sets that are not one block are first permuted
+// into one (a copy), which keeps one fast path instead of many slow ones.
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "loom/tensor/kernels/cpu/kernels.h"
+#include "loom/tensor/kernels/cpu/loops.h"
+
+namespace loom::cpu {
+namespace {
+
+struct Block {
+  int64_t outer = 1, reduced = 1, inner = 1;
+};
+
+Block split_at(const Shape& shape, int64_t first, int64_t last) {
+  Block b;
+  for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
+    if (d < first) b.outer *= shape[d];
+    else if (d <= last) b.reduced *= shape[d];
+    else b.inner *= shape[d];
+  }
+  return b;
+}
+
+template <typename T>
+struct Acc {
+  using type = T;
+};
+template <>
+struct Acc<bool> {
+  using type = int64_t;
+};
+
+template <typename T>
+inline T combine(ReduceOp op, T acc, T v) {
+  switch (op) {
+    case ReduceOp::kSum: return acc + v;
+    case ReduceOp::kMax:
+      if constexpr (std::is_floating_point_v<T>) {
+        return (v > acc || v != v) && acc == acc ? v : acc;
+      } else {
+        return v > acc ? v : acc;
+      }
+    case ReduceOp::kMin:
+      if constexpr (std::is_floating_point_v<T>) {
+        return (v < acc || v != v) && acc == acc ? v : acc;
+      } else {
+        return v < acc ? v : acc;
+      }
+  }
+  return acc;
+}
+
+template <typename T>
+T identity(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return T(0);
+    case ReduceOp::kMax:
+      if constexpr (std::is_floating_point_v<T>) return -std::numeric_limits<T>::infinity();
+      return std::numeric_limits<T>::lowest();
+    case ReduceOp::kMin:
+      if constexpr (std::is_floating_point_v<T>) return std::numeric_limits<T>::infinity();
+      return std::numeric_limits<T>::max();
+  }
+  return T(0);
+}
+
+template <typename T>
+T reduce_row(ReduceOp op, const T* p, int64_t n) {
+  if (op == ReduceOp::kSum) {
+    // Eight independent partial sums: vectorizable and more accurate than one chain.
+    T acc[8] = {};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      for (int j = 0; j < 8; ++j) acc[j] += p[i + j];
+    T s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; ++i) s += p[i];
+    return s;
+  }
+  T acc = identity<T>(op);
+  for (int64_t i = 0; i < n; ++i) acc = combine(op, acc, p[i]);
+  return acc;
+}
+
+template <typename T>
+void reduce_block(ReduceOp op, const T* x, const Block& b, T* out) {
+  if (b.inner == 1) {
+    parallel_for(0, b.outer, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(b.reduced, 1)),
+                 [&](int64_t lo, int64_t hi) {
+                   for (int64_t o = lo; o < hi; ++o) out[o] = reduce_row(op, x + o * b.reduced, b.reduced);
+                 });
+    return;
+  }
+  // Accumulate whole rows of length inner; parallel over (outer, inner chunks).
+  const int64_t chunk = 256;
+  const int64_t nchunks = (b.inner + chunk - 1) / chunk;
+  parallel_for(0, b.outer * nchunks, std::max<int64_t>(1, kParallelGrain / (chunk * std::max<int64_t>(b.reduced, 1))),
+               [&](int64_t lo, int64_t hi) {
+                 for (int64_t t = lo; t < hi; ++t) {
+                   int64_t o = t / nchunks, c0 = (t % nchunks) * chunk;
+                   int64_t c1 = std::min(b.inner, c0 + chunk);
+                   T* po = out + o * b.inner;
+                   for (int64_t i = c0; i < c1; ++i) po[i] = identity<T>(op);
+                   for (int64_t r = 0; r < b.reduced; ++r) {
+                     const T* px = x + (o * b.reduced + r) * b.inner;
+                     if (op == ReduceOp::kSum) {
+                       for (int64_t i = c0; i < c1; ++i) po[i] += px[i];
+                     } else {
+                       for (int64_t i = c0; i < c1; ++i) po[i] = combine(op, po[i], px[i]);
+                     }
+                   }
+                 }
+               });
+}
+
+// Returns a contiguous tensor whose reduced axes form one block, and that block.
+Tensor to_block(const Tensor& x, const std::vector<int64_t>& axes, Block& block) {
+  const int64_t nd = x.dim();
+  bool consecutive = true;
+  for (size_t i = 1; i < axes.size(); ++i) consecutive &= axes[i] == axes[i - 1] + 1;
+  if (axes.empty()) {
+    block = Block{x.numel(), 1, 1};
+    return x.contiguous();
+  }
+  if (consecutive) {
+    block = split_at(x.shape(), axes.front(), axes.back());
+    return x.contiguous();
+  }
+  // Permute kept axes first, reduced last, then copy.
+  Shape shape;
+  Strides strides;
+  std::vector<bool> red(nd, false);
+  for (int64_t a : axes) red[a] = true;
+  for (int64_t d = 0; d < nd; ++d)
+    if (!red[d]) shape.push_back(x.shape()[d]), strides.push_back(x.strides()[d]);
+  for (int64_t d = 0; d < nd; ++d)
+    if (red[d]) shape.push_back(x.shape()[d]), strides.push_back(x.strides()[d]);
+  Tensor p = x.as_strided(shape, strides, x.offset()).contiguous();
+  int64_t kept = nd - static_cast<int64_t>(axes.size());
+  block = split_at(p.shape(), kept, nd - 1);
+  return p;
+}
+
+}  // namespace
+
+void reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, Tensor& out) {
+  Block b;
+  Tensor xc = to_block(x, axes, b);
+  LOOM_DISPATCH_NUMERIC(x.dtype(), "reduce", [&] {
+    reduce_block<scalar_t>(op, xc.data<scalar_t>(), b, out.data<scalar_t>());
+  });
+}
+
+void argmax(const Tensor& x, int64_t axis, Tensor& out) {
+  Tensor xc = x.contiguous();
+  Block b = split_at(xc.shape(), axis, axis);
+  int64_t* po = out.data<int64_t>();
+  LOOM_DISPATCH_NUMERIC(x.dtype(), "argmax", [&] {
+    const scalar_t* px = xc.data<scalar_t>();
+    parallel_for(0, b.outer * b.inner, 4096, [&](int64_t lo, int64_t hi) {
+      for (int64_t t = lo; t < hi; ++t) {
+        int64_t o = t / b.inner, i = t % b.inner;
+        const scalar_t* p = px + o * b.reduced * b.inner + i;
+        int64_t best = 0;
+        scalar_t bv = p[0];
+        for (int64_t r = 1; r < b.reduced; ++r) {
+          scalar_t v = p[r * b.inner];
+          if (v > bv || (v != v && bv == bv)) bv = v, best = r;
+        }
+        po[t] = best;
+      }
+    });
+  });
+}
+
+void softmax(const Tensor& x, int64_t axis, bool log, Tensor& out) {
+  Tensor xc = x.contiguous();
+  Block b = split_at(xc.shape(), axis, axis);
+  LOOM_DISPATCH_FLOAT(x.dtype(), "softmax", [&] {
+    const scalar_t* px = xc.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    const int64_t R = b.reduced, I = b.inner;
+    parallel_for(0, b.outer * I, std::max<int64_t>(1, 4096 / std::max<int64_t>(R, 1)), [&](int64_t lo, int64_t hi) {
+      for (int64_t t = lo; t < hi; ++t) {
+        int64_t o = t / I, i = t % I;
+        const scalar_t* p = px + o * R * I + i;
+        scalar_t* q = po + o * R * I + i;
+        scalar_t m = -std::numeric_limits<scalar_t>::infinity();
+        for (int64_t r = 0; r < R; ++r) m = std::max(m, p[r * I]);
+        if (!std::isfinite(m)) m = 0;  // all -inf rows: exp(-inf - 0) = 0, no NaN from inf-inf
+        scalar_t s = 0;
+        for (int64_t r = 0; r < R; ++r) {
+          scalar_t e = std::exp(p[r * I] - m);
+          if (!log) q[r * I] = e;
+          s += e;
+        }
+        if (log) {
+          scalar_t ls = m + std::log(s);
+          for (int64_t r = 0; r < R; ++r) q[r * I] = p[r * I] - ls;
+        } else {
+          scalar_t inv = scalar_t(1) / s;
+          for (int64_t r = 0; r < R; ++r) q[r * I] *= inv;
+        }
+      }
+    });
+  });
+}
+
+namespace {
+
+inline int64_t checked_index(int64_t v, int64_t size, const char* op) {
+  if (v < -size || v >= size) {
+    LOOM_THROW("{}: index {} is out of range for a dimension of size {}", op, v, size);
+  }
+  return v < 0 ? v + size : v;
+}
+
+}  // namespace
+
+void gather(const Tensor& x, int64_t axis, const Tensor& idx, Tensor& out) {
+  Tensor xc = x.contiguous(), ic = idx.contiguous();
+  Block bx = split_at(xc.shape(), axis, axis);
+  Block bi = split_at(ic.shape(), axis, axis);
+  const int64_t* pi = ic.data<int64_t>();
+  LOOM_DISPATCH_ALL(x.dtype(), "gather", [&] {
+    const scalar_t* px = xc.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    parallel_for(0, bi.outer * bi.reduced, std::max<int64_t>(1, 4096 / bi.inner), [&](int64_t lo, int64_t hi) {
+      for (int64_t t = lo; t < hi; ++t) {
+        int64_t o = t / bi.reduced;
+        for (int64_t i = 0; i < bi.inner; ++i) {
+          int64_t r = checked_index(pi[t * bi.inner + i], bx.reduced, "gather");
+          po[t * bi.inner + i] = px[(o * bx.reduced + r) * bx.inner + i];
+        }
+      }
+    });
+  });
+}
+
+void scatter_add(const Tensor& src, int64_t axis, const Tensor& idx, Tensor& out) {
+  Tensor sc = src.contiguous(), ic = idx.contiguous();
+  Block bo = split_at(out.shape(), axis, axis);
+  Block bi = split_at(ic.shape(), axis, axis);
+  const int64_t* pi = ic.data<int64_t>();
+  LOOM_DISPATCH_NUMERIC(out.dtype(), "scatter_add", [&] {
+    const scalar_t* ps = sc.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    // Parallel over outer only: different r may hit the same output row.
+    parallel_for(0, bi.outer, std::max<int64_t>(1, 4096 / (bi.inner * bi.reduced)), [&](int64_t lo, int64_t hi) {
+      for (int64_t o = lo; o < hi; ++o)
+        for (int64_t r = 0; r < bi.reduced; ++r)
+          for (int64_t i = 0; i < bi.inner; ++i) {
+            int64_t t = (o * bi.reduced + r) * bi.inner + i;
+            int64_t d = checked_index(pi[t], bo.reduced, "scatter_add");
+            po[(o * bo.reduced + d) * bo.inner + i] += ps[t];
+          }
+    });
+  });
+}
+
+void index_select(const Tensor& x, int64_t axis, const Tensor& idx, Tensor& out) {
+  Tensor xc = x.contiguous(), ic = idx.contiguous();
+  Block bx = split_at(xc.shape(), axis, axis);
+  const int64_t n = ic.numel();
+  const int64_t* pi = ic.data<int64_t>();
+  for (int64_t j = 0; j < n; ++j) checked_index(pi[j], bx.reduced, "index_select");
+  const size_t es = dtype_size(x.dtype());
+  const char* px = static_cast<const char*>(xc.raw_data());
+  char* po = static_cast<char*>(out.raw_data());
+  const size_t row = static_cast<size_t>(bx.inner) * es;
+  parallel_for(0, bx.outer * n, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, static_cast<int64_t>(row))), [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      int64_t o = t / n, j = t % n;
+      int64_t r = pi[j] < 0 ? pi[j] + bx.reduced : pi[j];
+      std::memcpy(po + t * row, px + (o * bx.reduced + r) * row, row);
+    }
+  });
+}
+
+void index_add(const Tensor& src, int64_t axis, const Tensor& idx, Tensor& out) {
+  Tensor sc = src.contiguous(), ic = idx.contiguous();
+  Block bo = split_at(out.shape(), axis, axis);
+  const int64_t n = ic.numel();
+  const int64_t* pi = ic.data<int64_t>();
+  for (int64_t j = 0; j < n; ++j) checked_index(pi[j], bo.reduced, "index_add");
+  LOOM_DISPATCH_NUMERIC(out.dtype(), "index_add", [&] {
+    const scalar_t* ps = sc.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    // Parallel over (outer, chunks of inner): rows hit by several indices stay in one task.
+    const int64_t chunk = 512, nchunks = (bo.inner + chunk - 1) / chunk;
+    parallel_for(0, bo.outer * nchunks, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t t = lo; t < hi; ++t) {
+        int64_t o = t / nchunks, c0 = (t % nchunks) * chunk, c1 = std::min(bo.inner, c0 + chunk);
+        for (int64_t j = 0; j < n; ++j) {
+          int64_t r = pi[j] < 0 ? pi[j] + bo.reduced : pi[j];
+          const scalar_t* s = ps + (o * n + j) * bo.inner;
+          scalar_t* d = po + (o * bo.reduced + r) * bo.inner;
+          for (int64_t i = c0; i < c1; ++i) d[i] += s[i];
+        }
+      }
+    });
+  });
+}
+
+}  // namespace loom::cpu
