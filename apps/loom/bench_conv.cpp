@@ -1,0 +1,87 @@
+// `loom bench conv`: the two conv layers of the Fashion-MNIST CNN (batch 64 and 256),
+// forward, backward-data and backward-weights, against oneDNN at its best in the same run.
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "apps/loom/bench_util.h"
+#include "loom/base/error.h"
+#include "apps/loom/commands.h"
+#include "apps/loom/peers.h"
+#include "loom/base/thread_pool.h"
+#include "loom/tensor/kernels/cpu/conv.h"
+#include "loom/tensor/tensor.h"
+
+namespace loom::cli {
+namespace {
+
+int run_conv(const BenchCommon& o, const std::string& batches) {
+  std::vector<int> threads = parse_int_list(o.threads, "--threads");
+  std::vector<peers::ConvShape> shapes;
+  for (int n : parse_int_list(batches, "--batch")) {
+    shapes.push_back({n, 1, 28, 28, 32, 3, 1, 1});
+    shapes.push_back({n, 32, 14, 14, 64, 3, 1, 1});
+  }
+  std::printf("%-28s %3s %-8s %10s %10s %10s %7s\n", "layer", "thr", "pass", "loom_ms", "loom_med", "onednn_ms", "ratio");
+  nlohmann::json records = nlohmann::json::array();
+  for (int t : threads) {
+    set_num_threads(t);
+    peers::onednn_set_threads(t);
+    for (const auto& s : shapes) {
+      cpu::Conv2dParams p;
+      p.stride_h = p.stride_w = s.stride;
+      p.pad_h = p.pad_w = s.pad;
+      const int OH = (s.H + 2 * s.pad - s.K) / s.stride + 1, OW = (s.W + 2 * s.pad - s.K) / s.stride + 1;
+      Tensor x = Tensor::randn({s.N, s.C, s.H, s.W}), w = Tensor::randn({s.O, s.C, s.K, s.K});
+      Tensor y = Tensor::empty({s.N, s.O, OH, OW}), gy = Tensor::randn({s.N, s.O, OH, OW});
+      Tensor gx = Tensor::empty(x.shape()), gw = Tensor::empty(w.shape());
+      peers::ConvPeer peer;
+      if (!o.no_peers) peer = peers::onednn_conv(s);
+      if (!peer.unavailable.empty()) std::printf("# onednn unavailable: %s\n", peer.unavailable.c_str());
+      const std::string name = fmt::format("{}x{}x{}x{}->{} k{}", s.N, s.C, s.H, s.W, s.O, s.K);
+      struct Pass {
+        const char* name;
+        std::function<void()> loom, peer;
+      };
+      std::vector<Pass> passes = {
+          {"forward", [&] { cpu::conv2d_forward(x, w, p, y); }, peer.forward},
+          {"bwd_data", [&] { cpu::conv2d_backward_input(gy, w, p, gx); }, peer.backward_data},
+          {"bwd_wgt", [&] { cpu::conv2d_backward_weight(x, gy, p, gw); }, peer.backward_weights},
+      };
+      for (auto& ps : passes) {
+        auto tm = time_interleaved({ps.loom, ps.peer}, o.repeats);
+        double lm = tm[0].min() * 1e3, lmed = tm[0].median() * 1e3;
+        double pm = tm[1].samples.empty() ? 0 : tm[1].min() * 1e3;
+        double ratio = pm > 0 ? pm / lm : 0;  // > 1: Loom faster
+        std::printf("%-28s %3d %-8s %10.3f %10.3f %10.3f %7.3f\n", name.c_str(), t, ps.name, lm, lmed, pm, ratio);
+        std::fflush(stdout);
+        records.push_back({{"case", name + " " + ps.name}, {"threads", t}, {"loom_ms", lm}, {"loom_ms_median", lmed},
+                           {"peer", "onednn"}, {"peer_ms", pm}, {"ratio", ratio}});
+      }
+    }
+  }
+  if (!o.json.empty()) {
+    std::ofstream out(o.json);
+    LOOM_CHECK(out.good(), "bench conv: cannot write {}", o.json);
+    out << records.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_bench_conv(CLI::App& bench, Runner& run) {
+  auto o = std::make_shared<BenchCommon>();
+  auto batches = std::make_shared<std::string>("64,256");
+  auto* cmd = bench.add_subcommand("conv", "conv2d forward/backward of the CNN's layers vs oneDNN");
+  cmd->add_option("--threads", o->threads, "comma-separated thread counts")->capture_default_str();
+  cmd->add_option("--batch", *batches, "comma-separated batch sizes")->capture_default_str();
+  cmd->add_option("--repeats", o->repeats, "timed repetitions (min and median reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  cmd->add_option("--json", o->json, "write the records as a JSON array to this file");
+  cmd->add_flag("--no-peers", o->no_peers, "measure Loom only");
+  cmd->callback([o, batches, &run] { run = [o, batches] { return run_conv(*o, *batches); }; });
+}
+
+}  // namespace loom::cli

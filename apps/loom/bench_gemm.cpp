@@ -1,0 +1,122 @@
+// `loom bench gemm`: SGEMM GFLOP/s of Loom's packed GEMM against OpenBLAS and oneDNN in
+// the same run, for square sizes and transformer shapes, at 1 and 2 threads.
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "apps/loom/bench_util.h"
+#include "loom/base/error.h"
+#include "apps/loom/commands.h"
+#include "apps/loom/peers.h"
+#include "loom/base/cpu.h"
+#include "loom/base/rng.h"
+#include "loom/base/thread_pool.h"
+#include "loom/tensor/kernels/cpu/gemm.h"
+
+namespace loom::cli {
+namespace {
+
+struct GemmCase {
+  std::string name;
+  int M, N, K;
+};
+
+struct GemmOptions : BenchCommon {
+  std::string sizes = "64,128,256,512,1024,2048";
+  bool no_transformer = false;
+  double peak = 223.0;  // fp32 GFLOP/s per core of this machine (2 FMA x 16 lanes x 3.5 GHz)
+};
+
+int run_gemm(const GemmOptions& o) {
+  std::vector<int> threads = parse_int_list(o.threads, "--threads");
+  std::vector<GemmCase> cases;
+  for (int n : parse_int_list(o.sizes, "--sizes")) cases.push_back({fmt::format("{}x{}x{}", n, n, n), n, n, n});
+  if (!o.no_transformer)
+    for (auto [m, n, k] : {std::tuple{512, 768, 768}, {512, 3072, 768}, {512, 768, 3072}})
+      cases.push_back({fmt::format("{}x{}x{}", m, n, k), m, n, k});
+
+  std::vector<peers::SgemmPeer> peer_list;
+  if (!o.no_peers) {
+    for (auto p : {peers::openblas(), peers::onednn()}) {
+      if (!p.unavailable.empty()) {
+        std::printf("# peer %s unavailable: %s\n", p.name.c_str(), p.unavailable.c_str());
+      } else {
+        peer_list.push_back(p);
+      }
+    }
+  }
+  std::printf("# loom sgemm kernel: %s, cpu: %s, peak %.0f GFLOP/s per core\n", cpu::sgemm_kernel_name(),
+              cpu_model_name().c_str(), o.peak);
+  std::printf("%-16s %3s %10s %10s %6s", "case(MxNxK)", "thr", "loom_best", "loom_med", "%peak");
+  for (auto& p : peer_list) std::printf(" %22s", (p.name + "_best").c_str());
+  std::printf(" %8s %6s\n", "ratio", "maxerr");
+
+  nlohmann::json records = nlohmann::json::array();
+  for (int t : threads) {
+    set_num_threads(t);
+    for (auto& p : peer_list) p.set_threads(t);
+    for (const auto& c : cases) {
+      std::vector<float> A(size_t(c.M) * c.K), B(size_t(c.K) * c.N), C(size_t(c.M) * c.N), P(size_t(c.M) * c.N);
+      Philox gen(1);
+      gen.fill_uniform(A.data(), A.size(), -1.f, 1.f);
+      gen.fill_uniform(B.data(), B.size(), -1.f, 1.f);
+      std::vector<std::function<void()>> fns;
+      fns.push_back([&] {
+        cpu::sgemm(c.M, c.N, c.K, 1.0f, {A.data(), c.K, 1}, {B.data(), c.N, 1}, 0.0f, C.data(), c.N);
+      });
+      for (auto& p : peer_list) fns.push_back([&] { p.sgemm(c.M, c.N, c.K, A.data(), B.data(), P.data()); });
+      auto timings = time_interleaved(fns, o.repeats);
+      const double flop = 2.0 * c.M * c.N * c.K;
+      double loom_best = flop / timings[0].min() * 1e-9, loom_med = flop / timings[0].median() * 1e-9;
+      double best_peer = 0;
+      std::string best_name = "none";
+      std::printf("%-16s %3d %10.1f %10.1f %5.0f%%", c.name.c_str(), t, loom_best, loom_med,
+                  100 * loom_best / (o.peak * t));
+      nlohmann::json rec = {{"case", c.name}, {"threads", t}, {"loom_gflops", loom_best},
+                            {"loom_gflops_median", loom_med}, {"peak_fraction", loom_best / (o.peak * t)}};
+      for (size_t i = 0; i < peer_list.size(); ++i) {
+        double g = flop / timings[i + 1].min() * 1e-9;
+        std::printf(" %22.1f", g);
+        rec[peer_list[i].name + "_gflops"] = g;
+        if (g > best_peer) best_peer = g, best_name = peer_list[i].name;
+      }
+      // Loom's result against the last peer's (the same product): a wrong kernel shows here.
+      double maxerr = 0;
+      if (!peer_list.empty())
+        for (size_t i = 0; i < C.size(); ++i) maxerr = std::max(maxerr, double(std::abs(C[i] - P[i])));
+      double ratio = best_peer > 0 ? loom_best / best_peer : 0;
+      std::printf(" %8.3f %6.0e\n", ratio, maxerr);
+      std::fflush(stdout);
+      rec["peer"] = best_name;
+      rec["peer_gflops"] = best_peer;
+      rec["ratio"] = ratio;
+      rec["max_abs_diff_vs_peer"] = maxerr;
+      records.push_back(rec);
+    }
+  }
+  if (!o.json.empty()) {
+    std::ofstream out(o.json);
+    LOOM_CHECK(out.good(), "bench gemm: cannot write {}", o.json);
+    out << records.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_bench_gemm(CLI::App& bench, Runner& run) {
+  auto o = std::make_shared<GemmOptions>();
+  auto* cmd = bench.add_subcommand("gemm", "SGEMM GFLOP/s vs OpenBLAS and oneDNN (square sizes + transformer shapes)");
+  cmd->add_option("--threads", o->threads, "comma-separated thread counts")->capture_default_str();
+  cmd->add_option("--sizes", o->sizes, "comma-separated square sizes")->capture_default_str();
+  cmd->add_flag("--no-transformer", o->no_transformer, "skip the transformer shapes");
+  cmd->add_option("--repeats", o->repeats, "timed repetitions per case (min and median reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  cmd->add_option("--peak", o->peak, "fp32 peak GFLOP/s per core, for the %peak column")->capture_default_str();
+  cmd->add_option("--json", o->json, "write the records as a JSON array to this file");
+  cmd->add_flag("--no-peers", o->no_peers, "measure Loom only");
+  cmd->callback([o, &run] { run = [o] { return run_gemm(*o); }; });
+}
+
+}  // namespace loom::cli

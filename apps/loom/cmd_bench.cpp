@@ -1,0 +1,31 @@
+// `loom bench <name>`: side-by-side benchmarks against the peer a user would pick instead.
+#include "apps/loom/commands.h"
+#include "loom/base/error.h"
+
+namespace loom::cli {
+
+std::vector<int> parse_int_list(const std::string& s, const char* option) {
+  std::vector<int> out;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t comma = s.find(',', pos);
+    std::string item = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    char* end = nullptr;
+    long v = std::strtol(item.c_str(), &end, 10);
+    LOOM_CHECK(!item.empty() && end && *end == '\0' && v > 0 && v < (1 << 20),
+               "{}: '{}' is not a comma-separated list of positive integers", option, s);
+    out.push_back(static_cast<int>(v));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+void add_bench(CLI::App& app, Runner& run) {
+  auto* bench = app.add_subcommand("bench", "Benchmarks, side by side with peers (OpenBLAS, oneDNN)");
+  bench->require_subcommand(1);
+  add_bench_gemm(*bench, run);
+  add_bench_conv(*bench, run);
+}
+
+}  // namespace loom::cli

@@ -78,16 +78,21 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
   // Collect the nodes that lead to something that wants a gradient (pruning the rest).
   std::unordered_map<Node*, bool> useful;
   std::vector<Node*> order;
-  std::function<bool(Node*)> visit = [&](Node* n) -> bool {
+  // Owning references for the whole walk: releasing one node's saved inputs may drop the
+  // last reference to a producer node that is still to be released.
+  std::vector<std::shared_ptr<Node>> keep_alive;
+  std::function<bool(const std::shared_ptr<Node>&)> visit = [&](const std::shared_ptr<Node>& sp) -> bool {
+    Node* n = sp.get();
     auto it = useful.find(n);
     if (it != useful.end()) return it->second;
     useful[n] = false;  // provisional; graphs are acyclic
+    keep_alive.push_back(sp);
     bool u = target_of.count(n) > 0;
     if (!u) {
       for (const Tensor& in : n->inputs) {
         if (!in.requires_grad()) continue;
         if (in.impl()->grad_fn) {
-          u |= visit(in.impl()->grad_fn.get());
+          u |= visit(in.impl()->grad_fn);
         } else {
           u |= target_of.count(in.impl()) > 0 || opts.accumulate_into_leaves;
         }
@@ -109,7 +114,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
       if (n->released)
         LOOM_THROW("backward: the graph of this output was already freed by an earlier backward; "
                    "pass retain_graph to differentiate it twice");
-      if (visit(n)) add_to(grads[n], seeds[r]);
+      if (visit(root.impl()->grad_fn)) add_to(grads[n], seeds[r]);
     } else if (root.requires_grad()) {
       auto it = target_of.find(root.impl());
       if (it != target_of.end()) {

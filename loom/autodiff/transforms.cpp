@@ -16,7 +16,8 @@ struct DepthGuard {
 // the eager tape), the alias is an identity node on x, so the outer level sees through it.
 Tensor make_input(const Tensor& x, const char* op) {
   LOOM_CHECK(x.defined(), "{}: undefined argument", op);
-  LOOM_CHECK(is_floating(x.dtype()), "{}: arguments must be floating, got {}", op, dtype_name(x.dtype()));
+  (void)op;
+  if (!is_floating(x.dtype())) return x;  // integer/bool arguments (indices) get no gradient
   if (x.requires_grad() && grad_enabled()) return identity(x);
   Tensor a = x.detach();
   a.set_requires_grad(true);
@@ -117,12 +118,14 @@ std::pair<Tensor, Tensor> jvp(FnN f, const std::vector<Tensor>& primals, const s
   for (size_t i = 0; i < primals.size(); ++i) {
     const Tensor& p = primals[i];
     const Tensor& t = tangents[i];
-    LOOM_CHECK(p.defined() && t.defined() && p.shape() == t.shape(),
+    LOOM_CHECK(p.defined(), "jvp: primal {} is undefined", i);
+    Tensor a = p.requires_grad() && grad_enabled() ? identity(p) : p.detach();
+    in.push_back(a);
+    if (!t.defined()) continue;  // no tangent: treated as zero (e.g. integer inputs)
+    LOOM_CHECK(p.shape() == t.shape(),
                "jvp: tangent {} has shape {} but its primal has shape {}", i,
                t.defined() ? shape_str(t.shape()) : "undefined", p.defined() ? shape_str(p.shape()) : "undefined");
-    Tensor a = p.requires_grad() && grad_enabled() ? identity(p) : p.detach();
     a.impl()->tangent = cast(t, p.dtype()).impl_ptr();
-    in.push_back(a);
   }
   Tensor y;
   {

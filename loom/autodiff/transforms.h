@@ -33,7 +33,8 @@ std::function<std::pair<Tensor, std::vector<Tensor>>(const std::vector<Tensor>&)
 
 // Reverse mode: f's output and its pullback (callable many times).
 std::pair<Tensor, std::function<std::vector<Tensor>(const Tensor&)>> vjp(FnN f, const std::vector<Tensor>& primals);
-// Forward mode: f's output and its directional derivative along `tangents`.
+// Forward mode: f's output and its directional derivative along `tangents` (an undefined
+// tangent means zero, e.g. for integer inputs).
 std::pair<Tensor, Tensor> jvp(FnN f, const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents);
 
 // Hessian-vector product H(x) v of scalar f, by reverse-over-reverse.

@@ -32,7 +32,9 @@ void micro_generic(int64_t K, const float* A, const float* B, float* C, int64_t 
 
 const GemmKernel kGeneric{"generic", 4, 16, 128, 256, 2048, &micro_generic};
 
-const GemmKernel& active_kernel() {
+}  // namespace
+
+const GemmKernel& active_sgemm_kernel() {
   switch (active_isa()) {
     case Isa::kAvx512:
       if (auto* k = sgemm_kernel_avx512()) return *k;
@@ -43,6 +45,8 @@ const GemmKernel& active_kernel() {
     default: return kGeneric;
   }
 }
+
+namespace {
 
 // Thread-local, 64-byte aligned scratch that only grows (packing buffers are reused
 // across calls, so steady-state GEMMs touch no new pages).
@@ -129,7 +133,7 @@ void macro_kernel(const GemmKernel& g, const float* Ap, const float* Bp, int64_t
 
 const char* sgemm_kernel_name() {
   static thread_local char buf[64];
-  const GemmKernel& g = active_kernel();
+  const GemmKernel& g = active_sgemm_kernel();
   std::snprintf(buf, sizeof(buf), "%s %dx%d", g.name, g.mr, g.nr);
   return buf;
 }
@@ -142,7 +146,7 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
-  const GemmKernel& g = active_kernel();
+  const GemmKernel& g = active_sgemm_kernel();
   const double flops = 2.0 * M * N * K;
   int threads = parallel && !in_parallel_region() && flops > 2e6 ? num_threads() : 1;
 

@@ -47,6 +47,8 @@ struct GemmKernel {
                 float alpha, float beta);
 };
 
+// The kernel sgemm uses now (after CPU detection and set_isa_override).
+const GemmKernel& active_sgemm_kernel();
 const GemmKernel* sgemm_kernel_avx512();  // null when not compiled in
 const GemmKernel* sgemm_kernel_avx2();
 

@@ -1,0 +1,46 @@
+// Timing helpers for `loom bench`: repeat, interleave contenders, report min and median.
+#pragma once
+
+#include <algorithm>
+#include <functional>
+#include <vector>
+
+#include "loom/base/time.h"
+
+namespace loom::cli {
+
+// Seconds per call of fn: runs it in batches of at least `min_batch_s` and returns one
+// per-call time for each batch.
+inline double time_batch(const std::function<void()>& fn, double min_batch_s = 0.02) {
+  int iters = 0;
+  double start = now_seconds(), t;
+  do {
+    fn();
+    ++iters;
+    t = now_seconds() - start;
+  } while (t < min_batch_s);
+  return t / iters;
+}
+
+struct Timing {
+  std::vector<double> samples;  // seconds per call
+  double min() const { return *std::min_element(samples.begin(), samples.end()); }
+  double median() const {
+    std::vector<double> s = samples;
+    std::sort(s.begin(), s.end());
+    return s[s.size() / 2];
+  }
+};
+
+// Measures every contender `repeats` times, interleaved so that machine noise hits all.
+inline std::vector<Timing> time_interleaved(const std::vector<std::function<void()>>& fns, int repeats) {
+  std::vector<Timing> out(fns.size());
+  for (const auto& f : fns)
+    if (f) f();  // warm-up: packing buffers, first-touch pages, JIT
+  for (int r = 0; r < repeats; ++r)
+    for (size_t i = 0; i < fns.size(); ++i)
+      if (fns[i]) out[i].samples.push_back(time_batch(fns[i]));
+  return out;
+}
+
+}  // namespace loom::cli

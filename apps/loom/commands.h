@@ -1,0 +1,28 @@
+// Subcommands of the loom CLI: each file registers its options on a CLI11 app and returns
+// the function that runs it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace loom::cli {
+
+using Runner = std::function<int()>;
+
+void add_info(CLI::App& app, Runner& run);
+void add_bench(CLI::App& app, Runner& run);
+
+// Benchmarks (bench_gemm.cpp, bench_conv.cpp).
+struct BenchCommon {
+  std::string threads = "1,2";
+  std::string json;
+  int repeats = 5;
+  bool no_peers = false;
+};
+void add_bench_gemm(CLI::App& bench, Runner& run);
+void add_bench_conv(CLI::App& bench, Runner& run);
+
+// Parses "1,2,4" into integers; throws loom::Error naming the option on bad input.
+std::vector<int> parse_int_list(const std::string& s, const char* option);
+
+}  // namespace loom::cli

@@ -1,0 +1,93 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <vector>
+
+#include "loom/base/error.h"
+#include "loom/base/rng.h"
+#include "loom/base/thread_pool.h"
+
+namespace loom {
+namespace {
+
+TEST(Error, CheckThrowsWithMessageAndLocation) {
+  try {
+    LOOM_CHECK(1 == 2, "op: bad value {}", 42);
+    FAIL();
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("op: bad value 42"), std::string::npos);
+    EXPECT_NE(m.find("base_test.cpp"), std::string::npos);
+  }
+}
+
+TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    std::vector<std::atomic<int>> hits(10007);
+    for (int rep = 0; rep < 20; ++rep) parallel_for(0, 10007, 1, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) hits[i]++;
+      });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 20);
+  }
+  set_num_threads(2);
+}
+
+TEST(ThreadPool, NestedParallelForRunsInline) {
+  set_num_threads(2);
+  std::atomic<int> total{0};
+  parallel_for(0, 4, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i)
+      parallel_for(0, 100, 1, [&](int64_t a, int64_t b) { total += static_cast<int>(b - a); });
+  });
+  EXPECT_EQ(total.load(), 400);
+}
+
+TEST(ThreadPool, ExceptionsPropagateToTheCaller) {
+  set_num_threads(2);
+  EXPECT_THROW(parallel_for(0, 100, 1, [&](int64_t lo, int64_t) {
+                 if (lo > 0) LOOM_THROW("task failed");
+               }),
+               Error);
+  // The pool still works afterwards.
+  std::atomic<int> n{0};
+  parallel_for(0, 10, 1, [&](int64_t lo, int64_t hi) { n += static_cast<int>(hi - lo); });
+  EXPECT_EQ(n.load(), 10);
+}
+
+TEST(ThreadPool, ManyShortJobsDoNotLoseTasks) {
+  set_num_threads(2);
+  for (int rep = 0; rep < 5000; ++rep) {
+    std::atomic<int> n{0};
+    parallel_for(0, 2, 1, [&](int64_t lo, int64_t hi) { n += static_cast<int>(hi - lo); });
+    ASSERT_EQ(n.load(), 2);
+  }
+}
+
+TEST(Philox, KnownAnswer) {
+  // Random123's known-answer test for philox4x32-10 with zero counter and key.
+  auto r = philox4x32(0, 0, 0);
+  EXPECT_EQ(r[0], 0x6627e8d5u);
+  EXPECT_EQ(r[1], 0xe169c58du);
+  EXPECT_EQ(r[2], 0xbc57ac4cu);
+  EXPECT_EQ(r[3], 0x9b00dbd8u);
+}
+
+TEST(Philox, ResultsDoNotDependOnThreadCount) {
+  std::vector<float> a(100003), b(100003);
+  set_num_threads(1);
+  Philox(5).fill_normal(a.data(), static_cast<int64_t>(a.size()), 0.f, 1.f);
+  set_num_threads(2);
+  Philox(5).fill_normal(b.data(), static_cast<int64_t>(b.size()), 0.f, 1.f);
+  EXPECT_EQ(a, b);
+  double m = 0, v = 0;
+  for (float x : a) m += x;
+  m /= a.size();
+  for (float x : a) v += (x - m) * (x - m);
+  v /= a.size();
+  EXPECT_NEAR(m, 0.0, 0.02);
+  EXPECT_NEAR(v, 1.0, 0.02);
+}
+
+}  // namespace
+}  // namespace loom

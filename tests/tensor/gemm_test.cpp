@@ -1,0 +1,116 @@
+// The packed SGEMM against a naive triple loop: every edge size around the register tile,
+// odd K, transposed and strided operands, alpha/beta, each micro-kernel and thread count.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "loom/base/cpu.h"
+#include "loom/base/thread_pool.h"
+#include "loom/tensor/kernels/cpu/gemm.h"
+
+namespace loom::cpu {
+namespace {
+
+struct Mat {
+  std::vector<float> data;
+  int64_t rs, cs;
+};
+
+// An M x N matrix stored row-major, column-major or with padding between rows.
+Mat make(int64_t M, int64_t N, int layout, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1, 1);
+  Mat m;
+  if (layout == 0) m = {std::vector<float>(M * N), N, 1};
+  else if (layout == 1) m = {std::vector<float>(M * N), 1, M};
+  else m = {std::vector<float>(M * (N + 3) * 2), 2 * (N + 3), 2};  // strided rows and columns
+  for (auto& v : m.data) v = u(rng);
+  return m;
+}
+
+void check(int64_t M, int64_t N, int64_t K, int la, int lb, float alpha, float beta, std::mt19937& rng) {
+  Mat A = make(M, K, la, rng), B = make(K, N, lb, rng);
+  std::vector<float> C(M * N), R(M * N);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int64_t i = 0; i < M * N; ++i) C[i] = R[i] = u(rng);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double acc = 0;
+      for (int64_t k = 0; k < K; ++k) acc += double(A.data[i * A.rs + k * A.cs]) * B.data[k * B.rs + j * B.cs];
+      R[i * N + j] = float(alpha * acc + (beta == 0 ? 0.0 : beta * R[i * N + j]));
+    }
+  if (beta == 0) std::fill(C.begin(), C.end(), NAN);  // beta == 0 must not read C
+  sgemm(M, N, K, alpha, {A.data.data(), A.rs, A.cs}, {B.data.data(), B.rs, B.cs}, beta, C.data(), N);
+  for (int64_t i = 0; i < M * N; ++i) {
+    ASSERT_NEAR(C[i], R[i], 1e-4 * (1 + std::sqrt(double(K)))) << "M=" << M << " N=" << N << " K=" << K << " la="
+                                                               << la << " lb=" << lb << " at " << i;
+  }
+}
+
+class GemmTest : public ::testing::TestWithParam<std::tuple<Isa, int>> {
+ protected:
+  void SetUp() override {
+    set_isa_override(std::get<0>(GetParam()));
+    set_num_threads(std::get<1>(GetParam()));
+  }
+  void TearDown() override {
+    set_isa_override(Isa::kAvx512);
+    set_num_threads(2);
+  }
+};
+
+TEST_P(GemmTest, EdgeSizesAroundTheRegisterTile) {
+  std::mt19937 rng(7);
+  const int mr = active_sgemm_kernel().mr, nr = active_sgemm_kernel().nr;
+  for (int64_t M = 1; M <= mr + 1; ++M)
+    for (int64_t N : {int64_t(1), int64_t(nr - 1), int64_t(nr), int64_t(nr + 1)})
+      for (int64_t K : {1, 7, 16}) check(M, N, K, 0, 0, 1.0f, 0.0f, rng);
+}
+
+TEST_P(GemmTest, TransposedStridedOperandsAndScaling) {
+  std::mt19937 rng(11);
+  for (int la = 0; la < 3; ++la)
+    for (int lb = 0; lb < 3; ++lb) check(37, 45, 51, la, lb, 0.5f, 1.5f, rng);
+}
+
+TEST_P(GemmTest, BlockBoundaries) {
+  std::mt19937 rng(13);
+  // K above KC (several K blocks, beta applied once), M above MC, N above NC for some kernels.
+  check(300, 70, 700, 0, 0, 1.0f, 0.0f, rng);
+  check(33, 3100, 40, 0, 1, 1.0f, 2.0f, rng);
+  check(513, 65, 257, 1, 0, -1.0f, 0.0f, rng);
+}
+
+TEST_P(GemmTest, DegenerateSizes) {
+  std::mt19937 rng(17);
+  check(0, 5, 3, 0, 0, 1.0f, 0.0f, rng);
+  check(4, 5, 0, 0, 0, 1.0f, 0.5f, rng);  // K = 0: C = beta * C
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, GemmTest,
+                         ::testing::Combine(::testing::Values(Isa::kAvx512, Isa::kAvx2, Isa::kGeneric),
+                                            ::testing::Values(1, 2)),
+                         [](const auto& info) {
+                           return std::string(isa_name(std::get<0>(info.param))) + "_t" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
+
+TEST(Gemm, DgemmMatchesNaive) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> u(-1, 1);
+  const int64_t M = 9, N = 11, K = 13;
+  std::vector<double> A(M * K), B(K * N), C(M * N, 0);
+  for (auto& v : A) v = u(rng);
+  for (auto& v : B) v = u(rng);
+  dgemm(M, N, K, 1.0, A.data(), 1, M, B.data(), N, 1, 0.0, C.data(), N);  // A column-major
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double acc = 0;
+      for (int64_t k = 0; k < K; ++k) acc += A[i + k * M] * B[k * N + j];
+      EXPECT_NEAR(C[i * N + j], acc, 1e-12);
+    }
+}
+
+}  // namespace
+}  // namespace loom::cpu
