@@ -49,7 +49,7 @@ int run_conv(const BenchCommon& o, const std::string& batches) {
           {"bwd_wgt", [&] { cpu::conv2d_backward_weight(x, gy, p, gw); }, peer.backward_weights},
       };
       for (auto& ps : passes) {
-        auto tm = time_interleaved({ps.loom, ps.peer}, o.repeats);
+        auto tm = time_each({ps.loom, ps.peer}, o.repeats);
         double lm = tm[0].min() * 1e3, lmed = tm[0].median() * 1e3;
         double pm = tm[1].samples.empty() ? 0 : tm[1].min() * 1e3;
         double ratio = pm > 0 ? pm / lm : 0;  // > 1: Loom faster

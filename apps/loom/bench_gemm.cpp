@@ -65,7 +65,7 @@ int run_gemm(const GemmOptions& o) {
         cpu::sgemm(c.M, c.N, c.K, 1.0f, {A.data(), c.K, 1}, {B.data(), c.N, 1}, 0.0f, C.data(), c.N);
       });
       for (auto& p : peer_list) fns.push_back([&] { p.sgemm(c.M, c.N, c.K, A.data(), B.data(), P.data()); });
-      auto timings = time_interleaved(fns, o.repeats);
+      auto timings = time_each(fns, o.repeats);
       const double flop = 2.0 * c.M * c.N * c.K;
       double loom_best = flop / timings[0].min() * 1e-9, loom_med = flop / timings[0].median() * 1e-9;
       double best_peer = 0;

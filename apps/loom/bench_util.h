@@ -1,7 +1,9 @@
-// Timing helpers for `loom bench`: repeat, interleave contenders, report min and median.
+// Timing helpers for `loom bench`: repeat, report min and median.
 #pragma once
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <functional>
 #include <vector>
 
@@ -32,14 +34,18 @@ struct Timing {
   }
 };
 
-// Measures every contender `repeats` times, interleaved so that machine noise hits all.
-inline std::vector<Timing> time_interleaved(const std::vector<std::function<void()>>& fns, int repeats) {
+// Measures every contender `repeats` times, one contender after the other. Peers built on
+// OpenMP or OpenBLAS's own pool leave their worker threads spinning for a while after a
+// call; on a 2-core machine those spinners would steal the next contender's cores, so each
+// contender starts after a pause that lets them go to sleep.
+inline std::vector<Timing> time_each(const std::vector<std::function<void()>>& fns, int repeats) {
   std::vector<Timing> out(fns.size());
-  for (const auto& f : fns)
-    if (f) f();  // warm-up: packing buffers, first-touch pages, JIT
-  for (int r = 0; r < repeats; ++r)
-    for (size_t i = 0; i < fns.size(); ++i)
-      if (fns[i]) out[i].samples.push_back(time_batch(fns[i]));
+  for (size_t i = 0; i < fns.size(); ++i) {
+    if (!fns[i]) continue;
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    fns[i]();  // warm-up: packing buffers, first-touch pages, JIT
+    for (int r = 0; r < repeats; ++r) out[i].samples.push_back(time_batch(fns[i]));
+  }
   return out;
 }
 

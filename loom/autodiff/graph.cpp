@@ -35,8 +35,17 @@ bool grad_enabled() { return t_grad_enabled; }
 void set_grad_enabled(bool enabled) { t_grad_enabled = enabled; }
 
 bool forward_ad_active() { return t_forward_level > 0; }
+thread_local std::vector<std::weak_ptr<TensorImpl>> t_tangent_log;
+
 ForwardAdScope::ForwardAdScope() { ++t_forward_level; }
-ForwardAdScope::~ForwardAdScope() { --t_forward_level; }
+ForwardAdScope::~ForwardAdScope() {
+  if (--t_forward_level == 0) {
+    for (auto& w : t_tangent_log)
+      if (auto p = w.lock()) p->tangent.reset();
+    t_tangent_log.clear();
+  }
+}
+void note_tangent(const std::shared_ptr<TensorImpl>& impl) { t_tangent_log.push_back(impl); }
 ForwardAdPause::ForwardAdPause() : saved_(t_forward_level) { t_forward_level = 0; }
 ForwardAdPause::~ForwardAdPause() { t_forward_level = saved_; }
 

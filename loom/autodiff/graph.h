@@ -60,11 +60,15 @@ class EnableGradGuard {
 
 // ---- forward mode ---------------------------------------------------------------------
 bool forward_ad_active();
-class ForwardAdScope {  // active while a jvp transform runs
+// Active while a jvp transform runs. On exit it clears every tangent set during the scope:
+// a tangent may hold a graph that refers back to its own tensor (a reference cycle).
+class ForwardAdScope {
  public:
   ForwardAdScope();
   ~ForwardAdScope();
 };
+// Records that `impl` received a tangent in the current scope.
+void note_tangent(const std::shared_ptr<TensorImpl>& impl);
 class ForwardAdPause {  // JVP rules run with forward mode paused (one level of tangents)
  public:
   ForwardAdPause();

@@ -21,7 +21,10 @@ Tensor make_input(const Tensor& x, const char* op) {
   if (x.requires_grad() && grad_enabled()) return identity(x);
   Tensor a = x.detach();
   a.set_requires_grad(true);
-  if (x.impl()->tangent) a.impl()->tangent = x.impl()->tangent;
+  if (x.impl()->tangent) {
+    a.impl()->tangent = x.impl()->tangent;
+    note_tangent(a.impl_ptr());
+  }
   return a;
 }
 
@@ -127,18 +130,16 @@ std::pair<Tensor, Tensor> jvp(FnN f, const std::vector<Tensor>& primals, const s
                t.defined() ? shape_str(t.shape()) : "undefined", p.defined() ? shape_str(p.shape()) : "undefined");
     a.impl()->tangent = cast(t, p.dtype()).impl_ptr();
   }
-  Tensor y;
+  Tensor y, ty;
   {
     ForwardAdScope scope;
+    for (Tensor& a : in)
+      if (a.impl()->tangent) note_tangent(a.impl_ptr());
     y = f(in);
-  }
-  LOOM_CHECK(y.defined(), "jvp: the function returned an undefined tensor");
-  Tensor ty = y.impl()->tangent ? Tensor(y.impl()->tangent) : Tensor::zeros(y.shape(), y.dtype());
-  // Tangents live only for the duration of the transform.
-  for (Tensor& a : in) a.impl()->tangent.reset();
-  Tensor out = y.detach();
-  if (y.requires_grad()) out = y;
-  out.impl()->tangent.reset();
+    LOOM_CHECK(y.defined(), "jvp: the function returned an undefined tensor");
+    ty = y.impl()->tangent ? Tensor(y.impl()->tangent) : Tensor::zeros(y.shape(), y.dtype());
+  }  // every tangent set inside is cleared here
+  Tensor out = y.requires_grad() ? y : y.detach();
   return {out, ty};
 }
 

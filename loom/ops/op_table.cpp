@@ -692,7 +692,10 @@ Tensor apply(OpKind op, const std::vector<Tensor>& inputs, const Attrs& attrs) {
     if (any) {
       autodiff::ForwardAdPause pause;
       Tensor t = def.jvp(inputs, tangents, attrs, out, aux);
-      if (t.defined()) out.impl()->tangent = t.impl_ptr();
+      if (t.defined()) {
+        out.impl()->tangent = t.impl_ptr();
+        autodiff::note_tangent(out.impl_ptr());
+      }
     }
   }
   return out;

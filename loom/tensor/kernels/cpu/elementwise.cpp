@@ -243,7 +243,12 @@ void copy(const Tensor& src, Tensor& dst) {
 void fill(Tensor& dst, double value) {
   LOOM_DISPATCH_ALL(dst.dtype(), "fill", [&] {
     const scalar_t v = static_cast<scalar_t>(value);
-    unary_loop<scalar_t>(dst, dst, [v](scalar_t) { return v; });
+    // Writes only: the destination may hold uninitialized bytes (not valid bools).
+    std::array<std::vector<int64_t>, 1> st = {broadcast_byte_strides(dst, dst.shape())};
+    for_each_row<1>(dst.shape(), {static_cast<char*>(dst.raw_data())}, st,
+                    [v](std::array<char*, 1> p, std::array<int64_t, 1> s, int64_t n) {
+                      for (int64_t i = 0; i < n; ++i) *reinterpret_cast<scalar_t*>(p[0] + i * s[0]) = v;
+                    });
   });
 }
 

@@ -170,21 +170,16 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
       };
       // Work items: (MC block of rows) x (slice of the NR panels). Split the columns too
       // when there are fewer row blocks than threads, so small-M products still use all.
-      int64_t mc = g.mc;
-      int64_t mblocks = (M + mc - 1) / mc;
+      // Row blocks: at most MC rows each, their count a multiple of the thread count and
+      // their sizes equal (to an MR multiple), so no thread waits on a larger block.
+      int64_t mblocks = (M + g.mc - 1) / g.mc;
+      if (threads > 1) mblocks = (mblocks + threads - 1) / threads * threads;
+      int64_t mc = (M + mblocks - 1) / mblocks;
+      mc = std::max<int64_t>(g.mr, (mc + g.mr - 1) / g.mr * g.mr);
+      mblocks = (M + mc - 1) / mc;
       int64_t nsplit = 1;
-      if (threads > 1) {
-        if (mblocks < threads) {
-          // Prefer shrinking MC (keeps whole B panels per task) down to a few MR rows.
-          int64_t want = (M + threads - 1) / threads;
-          int64_t mc2 = std::max<int64_t>(g.mr, (want + g.mr - 1) / g.mr * g.mr);
-          if (mc2 < mc) {
-            mc = mc2;
-            mblocks = (M + mc - 1) / mc;
-          }
-        }
-        if (mblocks < threads) nsplit = std::min<int64_t>(npanels, (threads + mblocks - 1) / mblocks);
-      }
+      // Too few rows for every thread: split the NR panels too.
+      if (threads > 1 && mblocks < threads) nsplit = std::min<int64_t>(npanels, (threads + mblocks - 1) / mblocks);
       const int64_t tasks = mblocks * nsplit;
       auto compute = [&](int64_t lo, int64_t hi) {
         float* Ap = scratch(0, static_cast<size_t>((mc + g.mr - 1) / g.mr * g.mr) * kc);
