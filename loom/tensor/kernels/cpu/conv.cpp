@@ -38,18 +38,13 @@ Geom geometry(const Shape& xs, const Shape& ws, const Conv2dParams& p) {
   return g;
 }
 
-bool is_pointwise(const Geom& g, const Conv2dParams& p) {
-  return g.KH == 1 && g.KW == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
-         p.pad_w == 0;
-}
-
 // col[(c*KH + kh)*KW + kw, oh*OW + ow] = x[c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
 template <typename T>
-void im2col(const T* x, const Geom& g, const Conv2dParams& p, T* col) {
+void im2col(const T* x, const Geom& g, const Conv2dParams& p, T* col, int64_t ld) {
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
       for (int64_t kw = 0; kw < g.KW; ++kw) {
-        T* row = col + ((c * g.KH + kh) * g.KW + kw) * g.L;
+        T* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
         const T* plane = x + c * g.H * g.W;
         for (int64_t oh = 0; oh < g.OH; ++oh) {
           int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
@@ -78,11 +73,11 @@ void im2col(const T* x, const Geom& g, const Conv2dParams& p, T* col) {
 
 // Adjoint of im2col: x[c, ih, iw] += col[...]. x must be zeroed by the caller.
 template <typename T>
-void col2im(const T* col, const Geom& g, const Conv2dParams& p, T* x) {
+void col2im(const T* col, const Geom& g, const Conv2dParams& p, T* x, int64_t ld) {
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
       for (int64_t kw = 0; kw < g.KW; ++kw) {
-        const T* row = col + ((c * g.KH + kh) * g.KW + kw) * g.L;
+        const T* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
         T* plane = x + c * g.H * g.W;
         for (int64_t oh = 0; oh < g.OH; ++oh) {
           int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
@@ -105,20 +100,43 @@ void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64
   gemm<T>(M, N, K, A, ta ? 1 : lda, ta ? lda : 1, B, tb ? 1 : ldb, tb ? ldb : 1, beta, C, ldc, parallel);
 }
 
-// Runs fn(n, col_buffer, parallel_gemm) for every image: images over threads when the
-// batch can keep the pool busy, else one image at a time with threaded GEMMs.
-template <typename T, typename F>
-void for_each_image(int64_t N, int64_t col_elems, F fn) {
-  const int threads = num_threads();
-  if (N >= threads && threads > 1) {
-    parallel_for(0, N, 1, [&](int64_t lo, int64_t hi) {
-      std::vector<T> col(static_cast<size_t>(col_elems));
-      for (int64_t n = lo; n < hi; ++n) fn(n, col.data(), false);
-    });
+// Images are processed in chunks of `nb` side by side, so each GEMM has N = nb * OH * OW
+// columns (a few thousand) instead of one image's OH * OW: small feature maps (14 x 14,
+// 28 x 28) would otherwise leave the GEMM dominated by packing and edge tiles. Chunks go to
+// threads, each with its own buffers and a single-threaded GEMM; when there are fewer
+// chunks than threads, the chunks run one by one with threaded GEMMs.
+struct Chunking {
+  int64_t nb, chunks;
+  bool parallel_gemm;
+};
+
+Chunking chunking(const Geom& g) {
+  const int64_t threads = num_threads();
+  const int64_t target_cols = 2048;
+  int64_t nb = std::max<int64_t>(1, target_cols / std::max<int64_t>(g.L, 1));
+  nb = std::min(nb, std::max<int64_t>(1, (g.N + threads - 1) / threads));
+  int64_t chunks = (g.N + nb - 1) / nb;
+  return {nb, chunks, chunks < threads};
+}
+
+template <typename F>
+void for_each_chunk(const Geom& g, const Chunking& ch, F fn) {
+  auto body = [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c) fn(c * ch.nb, std::min(g.N, (c + 1) * ch.nb), ch.parallel_gemm);
+  };
+  if (ch.parallel_gemm) {
+    body(0, ch.chunks);
   } else {
-    std::vector<T> col(static_cast<size_t>(col_elems));
-    for (int64_t n = 0; n < N; ++n) fn(n, col.data(), true);
+    parallel_for(0, ch.chunks, 1, body);
   }
+}
+
+// Thread-local scratch that only grows.
+template <typename T>
+T* buffer(int slot, size_t n) {
+  thread_local std::vector<T> bufs[3];
+  if (bufs[slot].size() < n) bufs[slot].resize(n);
+  return bufs[slot].data();
 }
 
 template <typename T>
@@ -127,19 +145,28 @@ void forward_impl(const Tensor& x, const Tensor& w, const Conv2dParams& p, Tenso
   const T* px = x.data<T>();
   const T* pw = w.data<T>();
   T* py = y.data<T>();
-  const bool pointwise = is_pointwise(g, p);
-  for_each_image<T>(g.N, pointwise ? 0 : g.CKK * g.L, [&](int64_t n, T* col, bool par) {
+  Chunking ch = chunking(g);
+  for_each_chunk(g, ch, [&](int64_t n0, int64_t n1, bool par) {
+    const int64_t nb = n1 - n0, cols = nb * g.L;
+    T* col = buffer<T>(0, static_cast<size_t>(g.CKK * cols));
+    T* out = buffer<T>(1, static_cast<size_t>(g.Og * cols));
     for (int64_t gi = 0; gi < g.G; ++gi) {
-      const T* xin = px + (n * g.C + gi * g.Cg) * g.H * g.W;
-      const T* b = xin;
-      if (!pointwise) {
-        im2col(xin, g, p, col);
-        b = col;
-      }
-      gemm_t<T>(false, false, g.Og, g.L, g.CKK, pw + gi * g.Og * g.CKK, g.CKK, b, g.L, T(0),
-              py + (n * g.O + gi * g.Og) * g.L, g.L, par);
+      for (int64_t j = 0; j < nb; ++j) im2col(px + ((n0 + j) * g.C + gi * g.Cg) * g.H * g.W, g, p, col + j * g.L, cols);
+      gemm_t<T>(false, false, g.Og, cols, g.CKK, pw + gi * g.Og * g.CKK, g.CKK, col, cols, T(0), out, cols, par);
+      for (int64_t j = 0; j < nb; ++j)
+        for (int64_t o = 0; o < g.Og; ++o)
+          std::memcpy(py + ((n0 + j) * g.O + gi * g.Og + o) * g.L, out + o * cols + j * g.L, sizeof(T) * g.L);
     }
   });
+}
+
+// Copies dY of images [n0, n0 + nb), group gi, into a [Og, nb * L] matrix.
+template <typename T>
+void gather_dy(const T* pg, const Geom& g, int64_t n0, int64_t nb, int64_t gi, T* dst) {
+  const int64_t cols = nb * g.L;
+  for (int64_t j = 0; j < nb; ++j)
+    for (int64_t o = 0; o < g.Og; ++o)
+      std::memcpy(dst + o * cols + j * g.L, pg + ((n0 + j) * g.O + gi * g.Og + o) * g.L, sizeof(T) * g.L);
 }
 
 template <typename T>
@@ -148,18 +175,19 @@ void backward_input_impl(const Tensor& gy, const Tensor& w, const Conv2dParams& 
   const T* pg = gy.data<T>();
   const T* pw = w.data<T>();
   T* px = gx.data<T>();
-  const bool pointwise = is_pointwise(g, p);
-  for_each_image<T>(g.N, pointwise ? 0 : g.CKK * g.L, [&](int64_t n, T* col, bool par) {
+  Chunking ch = chunking(g);
+  for_each_chunk(g, ch, [&](int64_t n0, int64_t n1, bool par) {
+    const int64_t nb = n1 - n0, cols = nb * g.L;
+    T* col = buffer<T>(0, static_cast<size_t>(g.CKK * cols));
+    T* dy = buffer<T>(1, static_cast<size_t>(g.Og * cols));
     for (int64_t gi = 0; gi < g.G; ++gi) {
-      T* xout = px + (n * g.C + gi * g.Cg) * g.H * g.W;
-      const T* gyn = pg + (n * g.O + gi * g.Og) * g.L;
-      // col = W^T (CKK x Og) * gy (Og x L)
-      T* dst = pointwise ? xout : col;
-      gemm_t<T>(true, false, g.CKK, g.L, g.Og, pw + gi * g.Og * g.CKK, g.CKK, gyn, g.L, T(0), dst,
-              g.L, par);
-      if (!pointwise) {
+      gather_dy(pg, g, n0, nb, gi, dy);
+      // dcol (CKK x cols) = W^T (CKK x Og) * dY (Og x cols), then scattered back per image.
+      gemm_t<T>(true, false, g.CKK, cols, g.Og, pw + gi * g.Og * g.CKK, g.CKK, dy, cols, T(0), col, cols, par);
+      for (int64_t j = 0; j < nb; ++j) {
+        T* xout = px + ((n0 + j) * g.C + gi * g.Cg) * g.H * g.W;
         std::memset(xout, 0, sizeof(T) * g.Cg * g.H * g.W);
-        col2im(col, g, p, xout);
+        col2im(col + j * g.L, g, p, xout, cols);
       }
     }
   });
@@ -171,40 +199,50 @@ void backward_weight_impl(const Tensor& x, const Tensor& gy, const Conv2dParams&
   const T* px = x.data<T>();
   const T* pg = gy.data<T>();
   T* pw = gw.data<T>();
-  const bool pointwise = is_pointwise(g, p);
   const int64_t wsize = g.O * g.CKK;
-  const int threads = num_threads();
-  auto accumulate = [&](int64_t n, T* col, T* dst, bool par) {
+  Chunking ch = chunking(g);
+  // With few rows of patches (CKK < one register tile of columns), computing dW^T keeps
+  // the micro-kernel's wide dimension busy: [CKK x Og] = col * dY^T.
+  const bool transposed = g.CKK < 32 && g.Og > g.CKK;
+  // Each chunk adds into the partial sum of its slot; slots are added in a fixed order at
+  // the end, so the result does not depend on which thread ran which chunk.
+  const int64_t slots = ch.parallel_gemm ? 1 : std::min<int64_t>(ch.chunks, num_threads());
+  std::vector<std::vector<T>> partial(static_cast<size_t>(slots), std::vector<T>(static_cast<size_t>(wsize), T(0)));
+  auto run_chunk = [&](int64_t n0, int64_t n1, bool par, T* acc) {
+    const int64_t nb = n1 - n0, cols = nb * g.L;
+    T* col = buffer<T>(0, static_cast<size_t>(g.CKK * cols));
+    T* dy = buffer<T>(1, static_cast<size_t>(g.Og * cols));
     for (int64_t gi = 0; gi < g.G; ++gi) {
-      const T* xin = px + (n * g.C + gi * g.Cg) * g.H * g.W;
-      const T* b = xin;
-      if (!pointwise) {
-        im2col(xin, g, p, col);
-        b = col;
+      for (int64_t j = 0; j < nb; ++j) im2col(px + ((n0 + j) * g.C + gi * g.Cg) * g.H * g.W, g, p, col + j * g.L, cols);
+      gather_dy(pg, g, n0, nb, gi, dy);
+      T* dst = acc + gi * g.Og * g.CKK;
+      if (transposed) {
+        gemm_t<T>(false, true, g.CKK, g.Og, cols, col, cols, dy, cols, T(1), dst, g.Og, par);
+      } else {
+        gemm_t<T>(false, true, g.Og, g.CKK, cols, dy, cols, col, cols, T(1), dst, g.CKK, par);
       }
-      // dW[g] (Og x CKK) += gy (Og x L) * col^T (L x CKK)
-      gemm_t<T>(false, true, g.Og, g.CKK, g.L, pg + (n * g.O + gi * g.Og) * g.L, g.L, b, g.L, T(1),
-              dst + gi * g.Og * g.CKK, g.CKK, par);
     }
   };
-  std::memset(pw, 0, sizeof(T) * wsize);
-  if (g.N >= threads && threads > 1) {
-    // Each thread sums its images into a private copy of dW; the copies are added at the end
-    // in a fixed order, so the result does not depend on scheduling.
-    std::vector<std::vector<T>> partial(static_cast<size_t>(threads));
-    parallel_for(0, threads, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t t = lo; t < hi; ++t) {
-        partial[t].assign(static_cast<size_t>(wsize), T(0));
-        std::vector<T> col(pointwise ? 0 : static_cast<size_t>(g.CKK * g.L));
-        for (int64_t n = g.N * t / threads; n < g.N * (t + 1) / threads; ++n)
-          accumulate(n, col.data(), partial[t].data(), false);
-      }
-    });
-    for (int t = 0; t < threads; ++t)
-      for (int64_t i = 0; i < wsize; ++i) pw[i] += partial[t][i];
+  if (ch.parallel_gemm) {
+    for (int64_t c = 0; c < ch.chunks; ++c) run_chunk(c * ch.nb, std::min(g.N, (c + 1) * ch.nb), true, partial[0].data());
   } else {
-    std::vector<T> col(pointwise ? 0 : static_cast<size_t>(g.CKK * g.L));
-    for (int64_t n = 0; n < g.N; ++n) accumulate(n, col.data(), pw, true);
+    parallel_for(0, slots, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t s = lo; s < hi; ++s)
+        for (int64_t c = ch.chunks * s / slots; c < ch.chunks * (s + 1) / slots; ++c)
+          run_chunk(c * ch.nb, std::min(g.N, (c + 1) * ch.nb), false, partial[s].data());
+    });
+  }
+  std::memset(pw, 0, sizeof(T) * wsize);
+  for (int64_t s = 0; s < slots; ++s) {
+    const T* src = partial[s].data();
+    if (transposed) {
+      for (int64_t gi = 0; gi < g.G; ++gi)
+        for (int64_t k = 0; k < g.CKK; ++k)
+          for (int64_t o = 0; o < g.Og; ++o)
+            pw[gi * g.Og * g.CKK + o * g.CKK + k] += src[gi * g.Og * g.CKK + k * g.Og + o];
+    } else {
+      for (int64_t i = 0; i < wsize; ++i) pw[i] += src[i];
+    }
   }
 }
 

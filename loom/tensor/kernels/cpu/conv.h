@@ -1,12 +1,12 @@
 // 2-D convolution lowered onto GEMM, as cuDNN's GEMM-based algorithms do.
 //
-// For each image, im2col unfolds the input into a [C/g * KH * KW, OH * OW] matrix so that
-// the convolution becomes one GEMM per group: out[g] = W[g] (O/g x CKK) * col[g].
-// Backward-data is the transposed product followed by col2im (a scatter-add back into the
-// image); backward-weights is gy[g] * col[g]^T accumulated over the batch. 1x1 convolutions
-// with unit stride and no padding skip im2col (the image already is the column matrix).
-// Images are spread over threads, each running a single-threaded GEMM on its own column
-// buffer; a batch smaller than the pool runs images one by one with a threaded GEMM.
+// im2col unfolds a chunk of images side by side into a [C/g * KH * KW, nb * OH * OW]
+// matrix so that the convolution becomes one GEMM per chunk and group:
+// out[g] = W[g] (O/g x CKK) * col[g]. Backward-data is the transposed product followed by
+// col2im (a scatter-add back into the images); backward-weights is dY[g] * col[g]^T summed
+// over chunks in a fixed order. Chunks (sized for ~2048 GEMM columns) are spread over
+// threads, each running a single-threaded GEMM on its own buffers; a batch too small to
+// give every thread a chunk runs with threaded GEMMs instead.
 #pragma once
 
 #include <cstdint>
