@@ -26,6 +26,7 @@ void add_bench(CLI::App& app, Runner& run) {
   bench->require_subcommand(1);
   add_bench_gemm(*bench, run);
   add_bench_conv(*bench, run);
+  add_bench_alloc(*bench, run);
 }
 
 }  // namespace loom::cli

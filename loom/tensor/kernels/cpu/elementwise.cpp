@@ -1,6 +1,7 @@
 // Elementwise kernels: unary, binary with broadcasting, comparisons, where, clamp, copy.
 // Contiguous operands take a flat loop the compiler vectorizes; everything else goes
 // through the strided row loop of loops.h.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -244,6 +245,11 @@ void fill(Tensor& dst, double value) {
   LOOM_DISPATCH_ALL(dst.dtype(), "fill", [&] {
     const scalar_t v = static_cast<scalar_t>(value);
     // Writes only: the destination may hold uninitialized bytes (not valid bools).
+    if (dst.is_contiguous()) {
+      scalar_t* p = dst.data<scalar_t>();
+      parallel_for(0, dst.numel(), kParallelGrain * 8, [&](int64_t lo, int64_t hi) { std::fill(p + lo, p + hi, v); });
+      return;
+    }
     std::array<std::vector<int64_t>, 1> st = {broadcast_byte_strides(dst, dst.shape())};
     for_each_row<1>(dst.shape(), {static_cast<char*>(dst.raw_data())}, st,
                     [v](std::array<char*, 1> p, std::array<int64_t, 1> s, int64_t n) {

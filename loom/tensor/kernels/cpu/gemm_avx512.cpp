@@ -34,8 +34,8 @@ const GemmKernel* sgemm_kernel_avx512() {
                  &avx512::micro_kernel<LOOM_AVX512_MR, LOOM_AVX512_NV>};
     // Blocking for a 48 KiB L1 / 1 MiB L2 core: an MR x KC A panel and a KC x NR B panel
     // stay in L1, the MC x KC A block in L2.
-    g.kc = 256;
-    g.mc = (448 / g.mr) * g.mr;
+    g.kc = 384;
+    g.mc = (336 / g.mr) * g.mr;
     g.nc = 3072;
     if (const char* e = std::getenv("LOOM_GEMM_KC")) g.kc = std::atoll(e);
     if (const char* e = std::getenv("LOOM_GEMM_MC")) g.mc = std::atoll(e) / g.mr * g.mr;
