@@ -86,6 +86,10 @@ void ThreadPool::run(int num_tasks, const std::function<void(int)>& fn) {
     for (int i = 0; i < num_tasks; ++i) fn(i);
     return;
   }
+  dispatch(num_tasks, fn);
+}
+
+void ThreadPool::dispatch(int num_tasks, const std::function<void(int)>& fn) {
   error_ = nullptr;
   const uint32_t gen = static_cast<uint32_t>(generation_.load(std::memory_order_relaxed) + 1);
   job_.store(&fn, std::memory_order_release);
@@ -105,6 +109,30 @@ void ThreadPool::run(int num_tasks, const std::function<void(int)>& fn) {
     }
   }
   if (error_) std::rethrow_exception(error_);
+}
+
+bool ThreadPool::try_run_team(int team, const std::function<void(int)>& fn) {
+  if (team <= 1) {
+    if (team == 1) fn(0);
+    return true;
+  }
+  if (team > size() || t_in_parallel) return false;
+  std::unique_lock<std::mutex> lock(run_mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
+  // Tasks are claimed dynamically; a task blocked in a barrier cannot claim another, so
+  // with team <= size() each task necessarily lands on a distinct thread.
+  dispatch(team, fn);
+  return true;
+}
+
+void SpinBarrier::arrive_and_wait() {
+  const int phase = phase_.load(std::memory_order_acquire);
+  if (waiting_.fetch_add(1, std::memory_order_acq_rel) + 1 == count_) {
+    waiting_.store(0, std::memory_order_relaxed);
+    phase_.fetch_add(1, std::memory_order_acq_rel);
+    return;
+  }
+  while (phase_.load(std::memory_order_acquire) == phase) cpu_relax();
 }
 
 namespace {

@@ -31,8 +31,16 @@ class ThreadPool {
   // done. The first exception thrown by a task is rethrown here.
   void run(int num_tasks, const std::function<void(int)>& fn);
 
+  // Runs fn(0..team-1) with every task on its own thread at the same time (the caller is
+  // task 0), so tasks may wait for each other (a barrier). Returns false without running
+  // anything when that cannot be guaranteed: team larger than the pool, the pool busy with
+  // another caller, or a call from inside a pool task. Tasks must not throw while a
+  // teammate waits for them.
+  bool try_run_team(int team, const std::function<void(int)>& fn);
+
  private:
   void worker_loop(int index);
+  void dispatch(int num_tasks, const std::function<void(int)>& fn);  // run_mutex_ held
   void work_on(uint32_t gen);
 
   std::vector<std::thread> workers_;
@@ -57,6 +65,18 @@ int num_threads();
 void set_num_threads(int n);
 // True inside a pool task (where parallel_for runs inline).
 bool in_parallel_region();
+
+// A spinning barrier for a team started by try_run_team (short waits between phases).
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int count) : count_(count) {}
+  void arrive_and_wait();
+
+ private:
+  const int count_;
+  std::atomic<int> waiting_{0};
+  std::atomic<int> phase_{0};
+};
 
 // Splits [begin, end) into at most num_threads() contiguous chunks of at least `grain`
 // iterations and calls fn(lo, hi) on each, in parallel.

@@ -1,5 +1,7 @@
 #include "loom/tensor/kernels/cpu/gemm.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -60,8 +62,14 @@ float* scratch(int slot, size_t floats) {
   Buf& b = bufs[slot];
   if (b.cap < floats) {
     std::free(b.p);
-    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    b.p = static_cast<float*>(std::aligned_alloc(64, bytes));
+    // 2 MiB alignment and huge pages: a packed block spans megabytes, and 4 KiB pages
+    // would cost a TLB miss every few micro-panels.
+    constexpr size_t kHuge = size_t{2} << 20;
+    size_t bytes = (floats * sizeof(float) + kHuge - 1) / kHuge * kHuge;
+    b.p = static_cast<float*>(std::aligned_alloc(kHuge, bytes));
+#ifdef MADV_HUGEPAGE
+    madvise(b.p, bytes, MADV_HUGEPAGE);
+#endif
     b.cap = floats;
   }
   return b.p;
@@ -155,36 +163,36 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
   // Shared packed B block; lives in the calling thread's scratch.
   float* Bp = scratch(1, static_cast<size_t>(nc_max) * kc_max);
 
-  for (int64_t jc = 0; jc < N; jc += g.nc) {
-    const int64_t nc = std::min<int64_t>(g.nc, N - jc);
-    const int64_t npanels = (nc + g.nr - 1) / g.nr;
-    for (int64_t pc = 0; pc < K; pc += g.kc) {
-      const int64_t kc = std::min<int64_t>(g.kc, K - pc);
-      const float beta_k = pc == 0 ? beta : 1.0f;
-      auto pack_panels = [&](int64_t lo, int64_t hi) {
-        for (int64_t p = lo; p < hi; ++p) {
-          int64_t col0 = p * g.nr;
-          pack_b_panel(B, pc, jc + col0, std::min<int64_t>(g.nr, nc - col0), kc, g.nr,
-                       Bp + p * kc * g.nr);
-        }
-      };
-      // Work items: (MC block of rows) x (slice of the NR panels). Split the columns too
-      // when there are fewer row blocks than threads, so small-M products still use all.
-      // Row blocks: at most MC rows each, their count a multiple of the thread count and
-      // their sizes equal (to an MR multiple), so no thread waits on a larger block.
+  // The whole product runs as one team: per (jc, pc) block every thread packs its share of
+  // the B panels, all meet at a barrier, compute their row blocks against the shared packed
+  // B, and meet again before B is overwritten (BLIS's scheme: two cheap spin barriers per
+  // block instead of two thread-pool dispatches).
+  auto body = [&](int tid, int team, SpinBarrier* barrier) {
+    for (int64_t jc = 0; jc < N; jc += g.nc) {
+      const int64_t nc = std::min<int64_t>(g.nc, N - jc);
+      const int64_t npanels = (nc + g.nr - 1) / g.nr;
+      // Row blocks: at most MC rows each, their count a multiple of the team size and their
+      // sizes equal (to an MR multiple), so no thread waits on a larger block.
       int64_t mblocks = (M + g.mc - 1) / g.mc;
-      if (threads > 1) mblocks = (mblocks + threads - 1) / threads * threads;
+      if (team > 1) mblocks = (mblocks + team - 1) / team * team;
       int64_t mc = (M + mblocks - 1) / mblocks;
       mc = std::max<int64_t>(g.mr, (mc + g.mr - 1) / g.mr * g.mr);
       mblocks = (M + mc - 1) / mc;
       int64_t nsplit = 1;
       // Too few rows for every thread: split the NR panels too.
-      if (threads > 1 && mblocks < threads) nsplit = std::min<int64_t>(npanels, (threads + mblocks - 1) / mblocks);
+      if (team > 1 && mblocks < team) nsplit = std::min<int64_t>(npanels, (team + mblocks - 1) / mblocks);
       const int64_t tasks = mblocks * nsplit;
-      auto compute = [&](int64_t lo, int64_t hi) {
+      for (int64_t pc = 0; pc < K; pc += g.kc) {
+        const int64_t kc = std::min<int64_t>(g.kc, K - pc);
+        const float beta_k = pc == 0 ? beta : 1.0f;
+        for (int64_t p = npanels * tid / team; p < npanels * (tid + 1) / team; ++p) {
+          const int64_t col0 = p * g.nr;
+          pack_b_panel(B, pc, jc + col0, std::min<int64_t>(g.nr, nc - col0), kc, g.nr, Bp + p * kc * g.nr);
+        }
+        if (barrier) barrier->arrive_and_wait();
         float* Ap = scratch(0, static_cast<size_t>((mc + g.mr - 1) / g.mr * g.mr) * kc);
         int64_t packed_block = -1;
-        for (int64_t t = lo; t < hi; ++t) {
+        for (int64_t t = tasks * tid / team; t < tasks * (tid + 1) / team; ++t) {
           const int64_t mb = t / nsplit, ns = t % nsplit;
           const int64_t ic = mb * mc, mcur = std::min<int64_t>(mc, M - ic);
           if (packed_block != mb) {
@@ -193,19 +201,17 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
           }
           const int64_t p0 = npanels * ns / nsplit, p1 = npanels * (ns + 1) / nsplit;
           const int64_t c0 = p0 * g.nr, c1 = std::min<int64_t>(nc, p1 * g.nr);
-          if (c1 > c0)
-            macro_kernel(g, Ap, Bp, mcur, c1 - c0, c0, kc, alpha, beta_k, C + ic * ldc + jc + c0, ldc);
+          if (c1 > c0) macro_kernel(g, Ap, Bp, mcur, c1 - c0, c0, kc, alpha, beta_k, C + ic * ldc + jc + c0, ldc);
         }
-      };
-      if (threads > 1) {
-        parallel_for(0, npanels, 1, pack_panels);
-        parallel_for(0, tasks, 1, compute);
-      } else {
-        pack_panels(0, npanels);
-        compute(0, tasks);
+        if (barrier) barrier->arrive_and_wait();
       }
     }
+  };
+  if (threads > 1) {
+    SpinBarrier barrier(threads);
+    if (global_pool().try_run_team(threads, [&](int tid) { body(tid, threads, &barrier); })) return;
   }
+  body(0, 1, nullptr);
 }
 
 void dgemm(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t rsa,
