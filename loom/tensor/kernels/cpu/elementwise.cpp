@@ -6,15 +6,54 @@
 #include <cstring>
 #include <type_traits>
 
+#include "loom/base/cpu.h"
 #include "loom/base/rng.h"
+#include "loom/tensor/kernels/cpu/vec_math.h"
 #include "loom/tensor/kernels/cpu/kernels.h"
 #include "loom/tensor/kernels/cpu/loops.h"
 
 namespace loom::cpu {
+
+namespace avx512 {
+void unary_f32(UnaryOp op, const float* x, float* y, int64_t n);
+void binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
+}  // namespace avx512
+namespace generic {
+void unary_f32(UnaryOp op, const float* x, float* y, int64_t n);
+void binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
+}  // namespace generic
+
 namespace {
+
+void flat_unary_f32(UnaryOp op, const float* x, float* y, int64_t n) {
+  const bool wide = active_isa() == Isa::kAvx512;
+  parallel_for(0, n, kParallelGrain, [&](int64_t lo, int64_t hi) {
+    if (wide) avx512::unary_f32(op, x + lo, y + lo, hi - lo);
+    else generic::unary_f32(op, x + lo, y + lo, hi - lo);
+  });
+}
+
+void flat_binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n) {
+  const bool wide = active_isa() == Isa::kAvx512;
+  parallel_for(0, n, kParallelGrain, [&](int64_t lo, int64_t hi) {
+    if (wide) avx512::binary_f32(op, a + lo * sa, sa, b + lo * sb, sb, y + lo, hi - lo);
+    else generic::binary_f32(op, a + lo * sa, sa, b + lo * sb, sb, y + lo, hi - lo);
+  });
+}
 
 template <typename T>
 inline T unary_scalar(UnaryOp op, T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    switch (op) {
+      case UnaryOp::kExp: return vmath::exp(x);
+      case UnaryOp::kLog: return vmath::log(x);
+      case UnaryOp::kTanh: return vmath::tanh(x);
+      case UnaryOp::kSigmoid: return vmath::sigmoid(x);
+      case UnaryOp::kGelu: return vmath::gelu(x);
+      case UnaryOp::kErf: return vmath::erf(x);
+      default: break;
+    }
+  }
   if constexpr (std::is_floating_point_v<T>) {
     switch (op) {
       case UnaryOp::kNeg: return -x;
@@ -120,8 +159,8 @@ inline T binary_scalar(BinaryOp op, T a, T b) {
         for (T e = 0; e < b; ++e) r *= a;
         return r;
       }
-    case BinaryOp::kMaximum: return a > b ? a : b;
-    case BinaryOp::kMinimum: return a < b ? a : b;
+    case BinaryOp::kMaximum: return (a > b || a != a) ? a : b;  // NaN propagates
+    case BinaryOp::kMinimum: return (a < b || a != a) ? a : b;
   }
   return a;
 }
@@ -157,10 +196,20 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
 }  // namespace
 
 void unary(UnaryOp op, const Tensor& x, Tensor& out) {
+  if (x.dtype() == DType::kF32 && x.is_contiguous() && out.is_contiguous()) {
+    return flat_unary_f32(op, x.data<float>(), out.data<float>(), x.numel());
+  }
   LOOM_DISPATCH_NUMERIC(x.dtype(), "unary", [&] { unary_typed<scalar_t>(op, x, out); });
 }
 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  if (out.dtype() == DType::kF32 && a.is_contiguous() && b.is_contiguous() && out.is_contiguous()) {
+    const bool a_full = a.shape() == out.shape(), b_full = b.shape() == out.shape();
+    if ((a_full || a.numel() == 1) && (b_full || b.numel() == 1)) {
+      return flat_binary_f32(op, a.data<float>(), a_full ? 1 : 0, b.data<float>(), b_full ? 1 : 0, out.data<float>(),
+                             out.numel());
+    }
+  }
   LOOM_DISPATCH_NUMERIC(out.dtype(), "binary", [&] { binary_typed<scalar_t>(op, a, b, out); });
 }
 

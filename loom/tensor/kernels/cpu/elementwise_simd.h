@@ -1,0 +1,91 @@
+// Flat f32 elementwise loops, compiled once per instruction set (elementwise_avx512.cpp,
+// elementwise_generic.cpp) and chosen at run time, as ATen compiles its CPU kernels per ISA.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "loom/tensor/kernels/cpu/kernels.h"
+#include "loom/tensor/kernels/cpu/vec_math.h"
+
+namespace loom::cpu::LOOM_EW_ISA {
+
+
+template <UnaryOp U>
+void unary_loop(const float* __restrict x, float* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    float r;
+    if constexpr (U == UnaryOp::kNeg) r = -v;
+    else if constexpr (U == UnaryOp::kExp) r = vmath::exp(v);
+    else if constexpr (U == UnaryOp::kLog) r = vmath::log(v);
+    else if constexpr (U == UnaryOp::kSqrt) r = __builtin_sqrtf(v);
+    else if constexpr (U == UnaryOp::kRsqrt) r = 1.0f / __builtin_sqrtf(v);
+    else if constexpr (U == UnaryOp::kTanh) r = vmath::tanh(v);
+    else if constexpr (U == UnaryOp::kSigmoid) r = vmath::sigmoid(v);
+    else if constexpr (U == UnaryOp::kRelu) r = v > 0.0f ? v : 0.0f;
+    else if constexpr (U == UnaryOp::kGelu) r = vmath::gelu(v);
+    else if constexpr (U == UnaryOp::kAbs) r = __builtin_fabsf(v);
+    else if constexpr (U == UnaryOp::kSign) r = static_cast<float>((v > 0.0f) - (v < 0.0f));
+    else r = vmath::erf(v);
+    y[i] = r;
+  }
+}
+
+void unary_f32(UnaryOp op, const float* x, float* y, int64_t n) {
+  switch (op) {
+    case UnaryOp::kNeg: return unary_loop<UnaryOp::kNeg>(x, y, n);
+    case UnaryOp::kExp: return unary_loop<UnaryOp::kExp>(x, y, n);
+    case UnaryOp::kLog: return unary_loop<UnaryOp::kLog>(x, y, n);
+    case UnaryOp::kSqrt: return unary_loop<UnaryOp::kSqrt>(x, y, n);
+    case UnaryOp::kRsqrt: return unary_loop<UnaryOp::kRsqrt>(x, y, n);
+    case UnaryOp::kTanh: return unary_loop<UnaryOp::kTanh>(x, y, n);
+    case UnaryOp::kSigmoid: return unary_loop<UnaryOp::kSigmoid>(x, y, n);
+    case UnaryOp::kRelu: return unary_loop<UnaryOp::kRelu>(x, y, n);
+    case UnaryOp::kGelu: return unary_loop<UnaryOp::kGelu>(x, y, n);
+    case UnaryOp::kAbs: return unary_loop<UnaryOp::kAbs>(x, y, n);
+    case UnaryOp::kSign: return unary_loop<UnaryOp::kSign>(x, y, n);
+    case UnaryOp::kErf: return unary_loop<UnaryOp::kErf>(x, y, n);
+  }
+}
+
+// a and b advance by sa / sb elements per step (1, or 0 for a broadcast scalar).
+template <BinaryOp B>
+void binary_loop(const float* __restrict a, int64_t sa, const float* __restrict b, int64_t sb, float* __restrict y,
+                 int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float u = a[i * sa], v = b[i * sb];
+    float r;
+    if constexpr (B == BinaryOp::kAdd) r = u + v;
+    else if constexpr (B == BinaryOp::kSub) r = u - v;
+    else if constexpr (B == BinaryOp::kMul) r = u * v;
+    else if constexpr (B == BinaryOp::kDiv) r = u / v;
+    else if constexpr (B == BinaryOp::kPow) r = std::pow(u, v);
+    else if constexpr (B == BinaryOp::kMaximum) r = (u > v || u != u) ? u : v;
+    else r = (u < v || u != u) ? u : v;
+    y[i] = r;
+  }
+}
+
+template <BinaryOp B>
+void binary_dispatch(const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n) {
+  // Separate instantiations for the stride patterns let the compiler vectorize each.
+  if (sa == 1 && sb == 1) return binary_loop<B>(a, 1, b, 1, y, n);
+  if (sa == 1 && sb == 0) return binary_loop<B>(a, 1, b, 0, y, n);
+  if (sa == 0 && sb == 1) return binary_loop<B>(a, 0, b, 1, y, n);
+  return binary_loop<B>(a, sa, b, sb, y, n);
+}
+
+void binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n) {
+  switch (op) {
+    case BinaryOp::kAdd: return binary_dispatch<BinaryOp::kAdd>(a, sa, b, sb, y, n);
+    case BinaryOp::kSub: return binary_dispatch<BinaryOp::kSub>(a, sa, b, sb, y, n);
+    case BinaryOp::kMul: return binary_dispatch<BinaryOp::kMul>(a, sa, b, sb, y, n);
+    case BinaryOp::kDiv: return binary_dispatch<BinaryOp::kDiv>(a, sa, b, sb, y, n);
+    case BinaryOp::kPow: return binary_dispatch<BinaryOp::kPow>(a, sa, b, sb, y, n);
+    case BinaryOp::kMaximum: return binary_dispatch<BinaryOp::kMaximum>(a, sa, b, sb, y, n);
+    case BinaryOp::kMinimum: return binary_dispatch<BinaryOp::kMinimum>(a, sa, b, sb, y, n);
+  }
+}
+
+}  // namespace loom::cpu::LOOM_EW_ISA
