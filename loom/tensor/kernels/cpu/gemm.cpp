@@ -15,7 +15,7 @@ namespace loom::cpu {
 namespace {
 
 // Portable 4 x 16 micro-kernel; plain loops the compiler vectorizes for the baseline ISA.
-void micro_generic(int64_t K, const float* A, const float* B, float* C, int64_t ldc,
+void micro_generic(int64_t K, const float* A, const float* B, int64_t ldb, float* C, int64_t ldc,
                    float alpha, float beta) {
   constexpr int MR = 4, NR = 16;
   float acc[MR][NR] = {};
@@ -25,7 +25,7 @@ void micro_generic(int64_t K, const float* A, const float* B, float* C, int64_t 
       for (int j = 0; j < NR; ++j) acc[i][j] += a * B[j];
     }
     A += MR;
-    B += NR;
+    B += ldb;
   }
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j)
@@ -112,23 +112,43 @@ void pack_b_panel(const GemmOperand& B, int64_t pc, int64_t col0, int64_t cols, 
   }
 }
 
-// One MC x (column range) block against the packed B block.
-void macro_kernel(const GemmKernel& g, const float* Ap, const float* Bp, int64_t mc,
-                  int64_t ncols, int64_t nr_begin, int64_t kc, float alpha, float beta,
-                  float* C, int64_t ldc) {
+// One MC x (column range) block. B panels come either from the packed block (row stride
+// NR) or, in direct mode, straight from row-major B (row stride ldb) except for a partial
+// last panel, which is packed into `edge`.
+struct BSource {
+  const float* packed;  // packed block (null in direct mode)
+  const float* direct;  // B[pc, jc] in direct mode
+  int64_t ldb;          // B's row stride in direct mode
+  const float* edge;    // packed partial last panel in direct mode
+};
+
+void macro_kernel(const GemmKernel& g, const float* Ap, const BSource& bs, int64_t mc, int64_t ncols,
+                  int64_t nr_begin, int64_t nc_total, int64_t kc, float alpha, float beta, float* C, int64_t ldc) {
   alignas(64) float tile[16 * 64];
   for (int64_t j0 = 0; j0 < ncols; j0 += g.nr) {
     const int64_t cols = std::min<int64_t>(g.nr, ncols - j0);
-    const float* bpanel = Bp + (nr_begin + j0) / g.nr * (kc * g.nr);
+    const int64_t col = nr_begin + j0;  // column inside the NC block
+    const float* bpanel;
+    int64_t ldb;
+    if (bs.packed) {
+      bpanel = bs.packed + col / g.nr * (kc * g.nr);
+      ldb = g.nr;
+    } else if (col + g.nr <= nc_total) {
+      bpanel = bs.direct + col;
+      ldb = bs.ldb;
+    } else {
+      bpanel = bs.edge;
+      ldb = g.nr;
+    }
     for (int64_t i0 = 0; i0 < mc; i0 += g.mr) {
       const int64_t rows = std::min<int64_t>(g.mr, mc - i0);
       const float* apanel = Ap + i0 / g.mr * (kc * g.mr);
       float* c = C + i0 * ldc + j0;
       if (rows == g.mr && cols == g.nr) {
-        g.micro(kc, apanel, bpanel, c, ldc, alpha, beta);
+        g.micro(kc, apanel, bpanel, ldb, c, ldc, alpha, beta);
       } else {
         // Edge tile: compute the full tile into scratch, then merge the valid part.
-        g.micro(kc, apanel, bpanel, tile, g.nr, alpha, 0.0f);
+        g.micro(kc, apanel, bpanel, ldb, tile, g.nr, alpha, 0.0f);
         for (int64_t i = 0; i < rows; ++i)
           for (int64_t j = 0; j < cols; ++j)
             c[i * ldc + j] = tile[i * g.nr + j] + (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]);
@@ -160,8 +180,12 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
 
   const int64_t nc_max = std::min<int64_t>(g.nc, (N + g.nr - 1) / g.nr * g.nr);
   const int64_t kc_max = std::min<int64_t>(g.kc, K);
-  // Shared packed B block; lives in the calling thread's scratch.
-  float* Bp = scratch(1, static_cast<size_t>(nc_max) * kc_max);
+  // Direct mode: with few rows, each B panel is used by only a handful of micro-tiles, so
+  // packing it (a full read and write of B) costs more than it saves; the kernel then reads
+  // row-major B in place. Otherwise the shared packed B block lives in the caller's scratch.
+  const bool direct = B.col_stride == 1 && M <= g.mc * threads;
+  float* Bp = direct ? nullptr : scratch(1, static_cast<size_t>(nc_max) * kc_max);
+  float* Bedge = direct ? scratch(1, static_cast<size_t>(g.nr) * kc_max) : nullptr;
 
   // The whole product runs as one team: per (jc, pc) block every thread packs its share of
   // the B panels, all meet at a barrier, compute their row blocks against the shared packed
@@ -185,9 +209,16 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
       for (int64_t pc = 0; pc < K; pc += g.kc) {
         const int64_t kc = std::min<int64_t>(g.kc, K - pc);
         const float beta_k = pc == 0 ? beta : 1.0f;
-        for (int64_t p = npanels * tid / team; p < npanels * (tid + 1) / team; ++p) {
-          const int64_t col0 = p * g.nr;
-          pack_b_panel(B, pc, jc + col0, std::min<int64_t>(g.nr, nc - col0), kc, g.nr, Bp + p * kc * g.nr);
+        BSource bs{Bp, nullptr, B.row_stride, Bedge};
+        if (direct) {
+          bs.direct = B.data + pc * B.row_stride + jc;
+          const int64_t full = nc / g.nr * g.nr;
+          if (full < nc && tid == 0) pack_b_panel(B, pc, jc + full, nc - full, kc, g.nr, Bedge);
+        } else {
+          for (int64_t p = npanels * tid / team; p < npanels * (tid + 1) / team; ++p) {
+            const int64_t col0 = p * g.nr;
+            pack_b_panel(B, pc, jc + col0, std::min<int64_t>(g.nr, nc - col0), kc, g.nr, Bp + p * kc * g.nr);
+          }
         }
         if (barrier) barrier->arrive_and_wait();
         float* Ap = scratch(0, static_cast<size_t>((mc + g.mr - 1) / g.mr * g.mr) * kc);
@@ -201,7 +232,7 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
           }
           const int64_t p0 = npanels * ns / nsplit, p1 = npanels * (ns + 1) / nsplit;
           const int64_t c0 = p0 * g.nr, c1 = std::min<int64_t>(nc, p1 * g.nr);
-          if (c1 > c0) macro_kernel(g, Ap, Bp, mcur, c1 - c0, c0, kc, alpha, beta_k, C + ic * ldc + jc + c0, ldc);
+          if (c1 > c0) macro_kernel(g, Ap, bs, mcur, c1 - c0, c0, nc, kc, alpha, beta_k, C + ic * ldc + jc + c0, ldc);
         }
         if (barrier) barrier->arrive_and_wait();
       }

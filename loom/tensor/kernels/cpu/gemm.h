@@ -42,8 +42,10 @@ struct GemmKernel {
   const char* name;
   int mr, nr;
   int64_t mc, kc, nc;
-  // C[0:MR, 0:NR] (row stride ldc) = alpha * Apanel(K x MR) . Bpanel(K x NR) + beta * C.
-  void (*micro)(int64_t K, const float* A, const float* B, float* C, int64_t ldc,
+  // C[0:MR, 0:NR] (row stride ldc) = alpha * Apanel(K x MR) . Bpanel(K x NR) + beta * C,
+  // where row k of the B panel starts at B + k * ldb (NR when packed, B's row stride when
+  // the kernel reads an unpacked row-major B directly).
+  void (*micro)(int64_t K, const float* A, const float* B, int64_t ldb, float* C, int64_t ldc,
                 float alpha, float beta);
 };
 

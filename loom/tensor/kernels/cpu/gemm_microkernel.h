@@ -13,7 +13,7 @@
 namespace loom::cpu::LOOM_GEMM_ISA {
 
 template <int MR, int NV>
-void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict B,
+void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict B, int64_t ldb,
                   float* __restrict C, int64_t ldc, float alpha, float beta) {
   constexpr int W = sizeof(Vec) / sizeof(float);
   Vec acc[MR][NV];
@@ -31,7 +31,7 @@ void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict 
   for (int64_t k = 0; k < K; ++k) {
     Vec b[NV];
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) b[j] = vload(B + j * W);
+    for (int j = 0; j < NV; ++j) b[j] = vloadu(B + j * W);
     __builtin_prefetch(A + 8 * MR);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
@@ -40,7 +40,7 @@ void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict 
       for (int j = 0; j < NV; ++j) acc[i][j] = vfmadd(a, b[j], acc[i][j]);
     }
     A += MR;
-    B += NV * W;
+    B += ldb;
   }
   const Vec va = vset1(alpha);
   if (beta == 0.0f) {
