@@ -39,8 +39,39 @@ Geom geometry(const Shape& xs, const Shape& ws, const Conv2dParams& p) {
 }
 
 // col[(c*KH + kh)*KW + kw, oh*OW + ow] = x[c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
+// Unit stride and dilation (the common 3x3 "same" case): copy each plane once into a
+// zero-padded buffer, after which every patch row is a plain shifted copy with no bounds
+// checks -- the general version below spends most of its time on border logic.
+template <typename T>
+void im2col_unit_stride(const T* x, const Geom& g, const Conv2dParams& p, T* col, int64_t ld) {
+  const int64_t Hp = g.H + 2 * p.pad_h, Wp = g.W + 2 * p.pad_w;
+  thread_local std::vector<T> padded;
+  padded.assign(static_cast<size_t>(Hp * Wp), T(0));
+  for (int64_t c = 0; c < g.Cg; ++c) {
+    const T* plane = x + c * g.H * g.W;
+    for (int64_t h = 0; h < g.H; ++h) {
+      T* dst = padded.data() + (h + p.pad_h) * Wp + p.pad_w;
+      const T* src = plane + h * g.W;
+      for (int64_t w = 0; w < g.W; ++w) dst[w] = src[w];
+    }
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        T* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
+        const T* src = padded.data() + kh * Wp + kw;
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          T* r = row + oh * g.OW;
+          const T* s = src + oh * Wp;
+          for (int64_t ow = 0; ow < g.OW; ++ow) r[ow] = s[ow];
+        }
+      }
+  }
+}
+
 template <typename T>
 void im2col(const T* x, const Geom& g, const Conv2dParams& p, T* col, int64_t ld) {
+  if (p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1) {
+    return im2col_unit_stride(x, g, p, col, ld);
+  }
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
       for (int64_t kw = 0; kw < g.KW; ++kw) {
@@ -56,11 +87,14 @@ void im2col(const T* x, const Geom& g, const Conv2dParams& p, T* col, int64_t ld
           const T* src = plane + ih * g.W;
           int64_t iw0 = -p.pad_w + kw * p.dilation_w;
           if (p.stride_w == 1) {
-            // Contiguous run with zero borders.
-            int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(g.OW, g.W - iw0);
-            for (int64_t ow = 0; ow < std::min(lo, g.OW); ++ow) r[ow] = T(0);
-            if (hi > lo) std::memcpy(r + lo, src + iw0 + lo, sizeof(T) * (hi - lo));
-            for (int64_t ow = std::max(hi, lo); ow < g.OW; ++ow) r[ow] = T(0);
+            // Contiguous run with zero borders. Runs are short (a feature-map row), so an
+            // inline loop beats a memcpy call per run.
+            const int64_t lo = std::min(g.OW, std::max<int64_t>(0, -iw0));
+            const int64_t hi = std::max(lo, std::min<int64_t>(g.OW, g.W - iw0));
+            for (int64_t ow = 0; ow < lo; ++ow) r[ow] = T(0);
+            const T* s = src + iw0;
+            for (int64_t ow = lo; ow < hi; ++ow) r[ow] = s[ow];
+            for (int64_t ow = hi; ow < g.OW; ++ow) r[ow] = T(0);
           } else {
             for (int64_t ow = 0; ow < g.OW; ++ow) {
               int64_t iw = iw0 + ow * p.stride_w;
@@ -71,9 +105,37 @@ void im2col(const T* x, const Geom& g, const Conv2dParams& p, T* col, int64_t ld
       }
 }
 
+// Adjoint of im2col_unit_stride: accumulate into a zero-padded plane, copy the interior.
+template <typename T>
+void col2im_unit_stride(const T* col, const Geom& g, const Conv2dParams& p, T* x, int64_t ld) {
+  const int64_t Hp = g.H + 2 * p.pad_h, Wp = g.W + 2 * p.pad_w;
+  thread_local std::vector<T> padded;
+  for (int64_t c = 0; c < g.Cg; ++c) {
+    padded.assign(static_cast<size_t>(Hp * Wp), T(0));
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const T* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
+        T* dst = padded.data() + kh * Wp + kw;
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          const T* r = row + oh * g.OW;
+          T* d = dst + oh * Wp;
+          for (int64_t ow = 0; ow < g.OW; ++ow) d[ow] += r[ow];
+        }
+      }
+    T* plane = x + c * g.H * g.W;
+    for (int64_t h = 0; h < g.H; ++h) {
+      const T* src = padded.data() + (h + p.pad_h) * Wp + p.pad_w;
+      for (int64_t w = 0; w < g.W; ++w) plane[h * g.W + w] = src[w];
+    }
+  }
+}
+
 // Adjoint of im2col: x[c, ih, iw] += col[...]. x must be zeroed by the caller.
 template <typename T>
 void col2im(const T* col, const Geom& g, const Conv2dParams& p, T* x, int64_t ld) {
+  if (p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1) {
+    return col2im_unit_stride(col, g, p, x, ld);  // overwrites x
+  }
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
       for (int64_t kw = 0; kw < g.KW; ++kw) {

@@ -82,10 +82,13 @@ void pack_a(const GemmOperand& A, int64_t ic, int64_t pc, int64_t mc, int64_t kc
     const int64_t rows = std::min<int64_t>(mr, mc - i0);
     const float* src = A.data + (ic + i0) * A.row_stride + pc * A.col_stride;
     if (A.col_stride == 1) {
-      for (int64_t k = 0; k < kc; ++k) {
-        for (int64_t i = 0; i < rows; ++i) dst[k * mr + i] = src[i * A.row_stride + k];
-        for (int64_t i = rows; i < mr; ++i) dst[k * mr + i] = 0.0f;
+      // Row-major A: read each row contiguously, scatter into the (L1-resident) panel.
+      for (int64_t i = 0; i < rows; ++i) {
+        const float* s = src + i * A.row_stride;
+        for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = s[k];
       }
+      for (int64_t i = rows; i < mr; ++i)
+        for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = 0.0f;
     } else {
       for (int64_t k = 0; k < kc; ++k) {
         const float* s = src + k * A.col_stride;
@@ -103,6 +106,16 @@ void pack_b_panel(const GemmOperand& B, int64_t pc, int64_t col0, int64_t cols, 
   const float* src = B.data + pc * B.row_stride + col0 * B.col_stride;
   if (B.col_stride == 1 && cols == nr) {
     for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * nr, src + k * B.row_stride, nr * sizeof(float));
+    return;
+  }
+  if (B.row_stride == 1) {
+    // Transposed B (columns contiguous): read each column contiguously.
+    for (int64_t j = 0; j < cols; ++j) {
+      const float* s = src + j * B.col_stride;
+      for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = s[k];
+    }
+    for (int64_t k = 0; k < kc; ++k)
+      for (int64_t j = cols; j < nr; ++j) dst[k * nr + j] = 0.0f;
     return;
   }
   for (int64_t k = 0; k < kc; ++k) {
