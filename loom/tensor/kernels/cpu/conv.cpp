@@ -174,7 +174,9 @@ struct Chunking {
 
 Chunking chunking(const Geom& g) {
   const int64_t threads = num_threads();
-  const int64_t target_cols = 2048;
+  // Few patch rows (CKK, e.g. 9 for a 1-channel 3x3 layer) make the GEMM store-bound
+  // whatever its width: one image per chunk then lets it write straight into the output.
+  const int64_t target_cols = g.CKK < 64 ? 1 : 2048;
   int64_t nb = std::max<int64_t>(1, target_cols / std::max<int64_t>(g.L, 1));
   nb = std::min(nb, std::max<int64_t>(1, (g.N + threads - 1) / threads));
   int64_t chunks = (g.N + nb - 1) / nb;
@@ -211,11 +213,13 @@ void forward_impl(const Tensor& x, const Tensor& w, const Conv2dParams& p, Tenso
   for_each_chunk(g, ch, [&](int64_t n0, int64_t n1, bool par) {
     const int64_t nb = n1 - n0, cols = nb * g.L;
     T* col = buffer<T>(0, static_cast<size_t>(g.CKK * cols));
-    T* out = buffer<T>(1, static_cast<size_t>(g.Og * cols));
+    T* out = nb == 1 ? nullptr : buffer<T>(1, static_cast<size_t>(g.Og * cols));
     for (int64_t gi = 0; gi < g.G; ++gi) {
       for (int64_t j = 0; j < nb; ++j) im2col(px + ((n0 + j) * g.C + gi * g.Cg) * g.H * g.W, g, p, col + j * g.L, cols);
-      gemm_t<T>(false, false, g.Og, cols, g.CKK, pw + gi * g.Og * g.CKK, g.CKK, col, cols, T(0), out, cols, par);
-      for (int64_t j = 0; j < nb; ++j)
+      T* dst = nb == 1 ? py + (n0 * g.O + gi * g.Og) * g.L : out;  // one image: its output block directly
+      gemm_t<T>(false, false, g.Og, cols, g.CKK, pw + gi * g.Og * g.CKK, g.CKK, col, cols, T(0), dst, cols, par);
+      if (nb > 1)
+        for (int64_t j = 0; j < nb; ++j)
         for (int64_t o = 0; o < g.Og; ++o)
           std::memcpy(py + ((n0 + j) * g.O + gi * g.Og + o) * g.L, out + o * cols + j * g.L, sizeof(T) * g.L);
     }
@@ -266,6 +270,8 @@ void backward_weight_impl(const Tensor& x, const Tensor& gy, const Conv2dParams&
   // With few rows of patches (CKK < one register tile of columns), computing dW^T keeps
   // the micro-kernel's wide dimension busy: [CKK x Og] = col * dY^T.
   const bool transposed = g.CKK < 32 && g.Og > g.CKK;
+  // Few outputs (a 1-channel layer's 9 x Og weights): vectorized dot products, no packing.
+  const bool small_nt = std::is_same_v<T, float> && g.CKK < 64 && g.Og * g.CKK <= 4096;
   // Each chunk adds into the partial sum of its slot; slots are added in a fixed order at
   // the end, so the result does not depend on which thread ran which chunk.
   const int64_t slots = ch.parallel_gemm ? 1 : std::min<int64_t>(ch.chunks, num_threads());
@@ -278,6 +284,13 @@ void backward_weight_impl(const Tensor& x, const Tensor& gy, const Conv2dParams&
       for (int64_t j = 0; j < nb; ++j) im2col(px + ((n0 + j) * g.C + gi * g.Cg) * g.H * g.W, g, p, col + j * g.L, cols);
       gather_dy(pg, g, n0, nb, gi, dy);
       T* dst = acc + gi * g.Og * g.CKK;
+      if constexpr (std::is_same_v<T, float>) {
+        if (small_nt) {
+          // dW (Og x CKK) += dY (Og x cols) . col (CKK x cols)^T, dot products along cols.
+          sgemm_nt_small(g.Og, g.CKK, cols, dy, cols, col, cols, 1.0f, dst, g.CKK);
+          continue;
+        }
+      }
       if (transposed) {
         gemm_t<T>(false, true, g.CKK, g.Og, cols, col, cols, dy, cols, T(1), dst, g.Og, par);
       } else {
@@ -297,7 +310,7 @@ void backward_weight_impl(const Tensor& x, const Tensor& gy, const Conv2dParams&
   std::memset(pw, 0, sizeof(T) * wsize);
   for (int64_t s = 0; s < slots; ++s) {
     const T* src = partial[s].data();
-    if (transposed) {
+    if (transposed && !small_nt) {
       for (int64_t gi = 0; gi < g.G; ++gi)
         for (int64_t k = 0; k < g.CKK; ++k)
           for (int64_t o = 0; o < g.Og; ++o)

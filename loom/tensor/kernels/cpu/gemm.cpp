@@ -298,4 +298,21 @@ void gemm<double>(int64_t M, int64_t N, int64_t K, const double* A, int64_t rsa,
   dgemm(M, N, K, 1.0, A, rsa, csa, B, rsb, csb, beta, C, ldc, parallel);
 }
 
+void sgemm_nt_small(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                    float beta, float* C, int64_t ldc) {
+  if (active_isa() == Isa::kAvx512 && sgemm_nt_small_avx512(M, N, K, A, lda, B, ldb, beta, C, ldc)) return;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      const float* a = A + i * lda;
+      const float* b = B + j * ldb;
+      float part[8] = {};
+      int64_t k = 0;
+      for (; k + 8 <= K; k += 8)
+        for (int t = 0; t < 8; ++t) part[t] += a[k + t] * b[k + t];
+      float v = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+      for (; k < K; ++k) v += a[k] * b[k];
+      C[i * ldc + j] = beta == 0.0f ? v : v + beta * C[i * ldc + j];
+    }
+}
+
 }  // namespace loom::cpu

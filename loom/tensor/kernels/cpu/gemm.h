@@ -34,6 +34,12 @@ template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B,
           int64_t rsb, int64_t csb, T beta, T* C, int64_t ldc, bool parallel = true);
 
+// C[M, N] = A[M, K] * B[N, K]^T + beta * C with both operands K-contiguous, vectorized
+// along K. For products with few outputs and a long reduction (a weight gradient summed
+// over many positions), where packing for the blocked GEMM would cost more than the math.
+void sgemm_nt_small(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                    float beta, float* C, int64_t ldc);
+
 // Description of the micro-kernel sgemm uses now, e.g. "avx512 14x32".
 const char* sgemm_kernel_name();
 
@@ -53,5 +59,8 @@ struct GemmKernel {
 const GemmKernel& active_sgemm_kernel();
 const GemmKernel* sgemm_kernel_avx512();  // null when not compiled in
 const GemmKernel* sgemm_kernel_avx2();
+// AVX-512 body of sgemm_nt_small; false when not compiled in.
+bool sgemm_nt_small_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                           int64_t ldb, float beta, float* C, int64_t ldc);
 
 }  // namespace loom::cpu

@@ -45,4 +45,76 @@ const GemmKernel* sgemm_kernel_avx512() {
   return &k;
 }
 
+namespace {
+
+// Horizontal sum by lane shuffles (GCC 12's _mm512_reduce_add_ps and 256-bit extracts trip
+// -Wuninitialized inside the compiler's own headers).
+inline float hsum(__m512 v) {
+  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4e));  // swap 256-bit halves
+  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xb1));  // swap 128-bit lanes
+  v = _mm512_add_ps(v, _mm512_permute_ps(v, 0x4e));        // swap 64-bit pairs in a lane
+  v = _mm512_add_ps(v, _mm512_permute_ps(v, 0xb1));        // swap neighbours
+  return _mm512_cvtss_f32(v);
+}
+
+// An MB x NB block of dot products over K: MB*NB zmm accumulators, K consumed 16 at a time
+// (a masked load for the tail), horizontal sums at the end.
+template <int MB, int NB>
+void nt_block(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  __m512 acc[MB][NB];
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 b[NB];
+    for (int j = 0; j < NB; ++j) b[j] = _mm512_loadu_ps(B + j * ldb + k);
+    for (int i = 0; i < MB; ++i) {
+      __m512 a = _mm512_loadu_ps(A + i * lda + k);
+      for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_fmadd_ps(a, b[j], acc[i][j]);
+    }
+  }
+  if (k < K) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1);
+    __m512 b[NB];
+    for (int j = 0; j < NB; ++j) b[j] = _mm512_maskz_loadu_ps(m, B + j * ldb + k);
+    for (int i = 0; i < MB; ++i) {
+      __m512 a = _mm512_maskz_loadu_ps(m, A + i * lda + k);
+      for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_fmadd_ps(a, b[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < NB; ++j) {
+      float v = hsum(acc[i][j]);
+      float* c = C + i * ldc + j;
+      *c = beta == 0.0f ? v : v + beta * *c;
+    }
+}
+
+template <int MB>
+void nt_row_block(int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                  float* C, int64_t ldc) {
+  int64_t j = 0;
+  for (; j + 8 <= N; j += 8) nt_block<MB, 8>(K, A, lda, B + j * ldb, ldb, beta, C + j, ldc);
+  switch (N - j) {
+    case 7: return nt_block<MB, 7>(K, A, lda, B + j * ldb, ldb, beta, C + j, ldc);
+    case 6: return nt_block<MB, 6>(K, A, lda, B + j * ldb, ldb, beta, C + j, ldc);
+    case 5: return nt_block<MB, 5>(K, A, lda, B + j * ldb, ldb, beta, C + j, ldc);
+    case 4: return nt_block<MB, 4>(K, A, lda, B + j * ldb, ldb, beta, C + j, ldc);
+    case 3: return nt_block<MB, 3>(K, A, lda, B + j * ldb, ldb, beta, C + j, ldc);
+    case 2: return nt_block<MB, 2>(K, A, lda, B + j * ldb, ldb, beta, C + j, ldc);
+    case 1: return nt_block<MB, 1>(K, A, lda, B + j * ldb, ldb, beta, C + j, ldc);
+    default: return;
+  }
+}
+
+}  // namespace
+
+bool sgemm_nt_small_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                           int64_t ldb, float beta, float* C, int64_t ldc) {
+  int64_t i = 0;
+  for (; i + 2 <= M; i += 2) nt_row_block<2>(N, K, A + i * lda, lda, B, ldb, beta, C + i * ldc, ldc);
+  if (i < M) nt_row_block<1>(N, K, A + i * lda, lda, B, ldb, beta, C + i * ldc, ldc);
+  return true;
+}
+
 }  // namespace loom::cpu
