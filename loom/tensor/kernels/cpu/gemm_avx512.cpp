@@ -47,8 +47,13 @@ const GemmKernel* sgemm_kernel_avx512() {
 
 namespace {
 
-// Horizontal sum by lane shuffles (GCC 12's _mm512_reduce_add_ps and 256-bit extracts trip
-// -Wuninitialized inside the compiler's own headers).
+// GCC 12's AVX-512 headers seed shuffles with _mm512_undefined_ps(), which -Wuninitialized
+// reports at every inlined use (GCC bug 105593); the values are never read.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// Horizontal sum by lane shuffles.
 inline float hsum(__m512 v) {
   v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4e));  // swap 256-bit halves
   v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xb1));  // swap 128-bit lanes
@@ -116,5 +121,7 @@ bool sgemm_nt_small_avx512(int64_t M, int64_t N, int64_t K, const float* A, int6
   if (i < M) nt_row_block<1>(N, K, A + i * lda, lda, B, ldb, beta, C + i * ldc, ldc);
   return true;
 }
+
+#pragma GCC diagnostic pop
 
 }  // namespace loom::cpu
