@@ -114,3 +114,37 @@ TEST(Gemm, DgemmMatchesNaive) {
 
 }  // namespace
 }  // namespace loom::cpu
+
+namespace loom::cpu {
+namespace {
+
+TEST(Gemm, SmallNtMatchesNaiveOnEveryBlockRemainder) {
+  std::mt19937 rng(23);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (Isa isa : {Isa::kAvx512, Isa::kGeneric}) {
+    set_isa_override(isa);
+    for (int64_t M : {1, 2, 3, 5}) {
+      for (int64_t N = 1; N <= 17; N += 3) {
+        for (int64_t K : {1, 15, 16, 17, 100}) {
+          const int64_t lda = K + 3, ldb = K + 5;
+          std::vector<float> A(M * lda), B(N * ldb), C(M * N), R(M * N);
+          for (auto& v : A) v = u(rng);
+          for (auto& v : B) v = u(rng);
+          for (int64_t i = 0; i < M * N; ++i) C[i] = R[i] = u(rng);
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) {
+              double acc = 0;
+              for (int64_t k = 0; k < K; ++k) acc += double(A[i * lda + k]) * B[j * ldb + k];
+              R[i * N + j] = float(acc + 0.5 * R[i * N + j]);
+            }
+          sgemm_nt_small(M, N, K, A.data(), lda, B.data(), ldb, 0.5f, C.data(), N);
+          for (int64_t i = 0; i < M * N; ++i) ASSERT_NEAR(C[i], R[i], 1e-4) << M << "x" << N << "x" << K;
+        }
+      }
+    }
+  }
+  set_isa_override(Isa::kAvx512);
+}
+
+}  // namespace
+}  // namespace loom::cpu

@@ -109,11 +109,20 @@ void pack_b_panel(const GemmOperand& B, int64_t pc, int64_t col0, int64_t cols, 
     return;
   }
   if (B.row_stride == 1) {
-    // Transposed B (columns contiguous): read each column contiguously.
-    for (int64_t j = 0; j < cols; ++j) {
-      const float* s = src + j * B.col_stride;
-      for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = s[k];
+    // Transposed B (columns contiguous): transpose 8 x 8 blocks, so that both the reads
+    // (8 columns, 8 consecutive k each) and the writes (8 consecutive j) stay in few lines.
+    const int64_t cs = B.col_stride;
+    int64_t k0 = 0;
+    for (; k0 + 8 <= kc; k0 += 8) {
+      int64_t j0 = 0;
+      for (; j0 + 8 <= cols; j0 += 8)
+        for (int64_t kk = 0; kk < 8; ++kk)
+          for (int64_t jj = 0; jj < 8; ++jj) dst[(k0 + kk) * nr + j0 + jj] = src[(j0 + jj) * cs + k0 + kk];
+      for (int64_t kk = 0; kk < 8; ++kk)
+        for (int64_t j = j0; j < cols; ++j) dst[(k0 + kk) * nr + j] = src[j * cs + k0 + kk];
     }
+    for (int64_t k = k0; k < kc; ++k)
+      for (int64_t j = 0; j < cols; ++j) dst[k * nr + j] = src[j * cs + k];
     for (int64_t k = 0; k < kc; ++k)
       for (int64_t j = cols; j < nr; ++j) dst[k * nr + j] = 0.0f;
     return;
