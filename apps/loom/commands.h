@@ -11,6 +11,7 @@ using Runner = std::function<int()>;
 
 void add_info(CLI::App& app, Runner& run);
 void add_bench(CLI::App& app, Runner& run);
+void add_train(CLI::App& app, Runner& run);  // train and eval
 
 // Benchmarks (bench_gemm.cpp, bench_conv.cpp).
 struct BenchCommon {

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "loom 0.1");
   loom::cli::Runner run;
   loom::cli::add_info(app, run);
+  loom::cli::add_train(app, run);
   loom::cli::add_bench(app, run);
   try {
     app.parse(argc, argv);

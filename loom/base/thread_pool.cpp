@@ -130,9 +130,17 @@ void SpinBarrier::arrive_and_wait() {
   if (waiting_.fetch_add(1, std::memory_order_acq_rel) + 1 == count_) {
     waiting_.store(0, std::memory_order_relaxed);
     phase_.fetch_add(1, std::memory_order_acq_rel);
+    phase_.notify_all();
     return;
   }
-  while (phase_.load(std::memory_order_acquire) == phase) cpu_relax();
+  // Spin briefly (teammates normally arrive within microseconds), then sleep: when the
+  // machine is oversubscribed (a data-loader thread, another process) a teammate may be
+  // descheduled, and spinning would only steal its core.
+  for (int i = 0; i < 4000; ++i) {
+    if (phase_.load(std::memory_order_acquire) != phase) return;
+    cpu_relax();
+  }
+  while (phase_.load(std::memory_order_acquire) == phase) phase_.wait(phase, std::memory_order_acquire);
 }
 
 namespace {
