@@ -228,6 +228,21 @@ void compare(CompareOp op, const Tensor& a, const Tensor& b, Tensor& out) {
 
 void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {
   LOOM_DISPATCH_ALL(out.dtype(), "where", [&] {
+    // Flat path: contiguous operands that are full-size or scalars (relu's backward).
+    auto flat = [&](const Tensor& t) { return t.is_contiguous() && (t.shape() == out.shape() || t.numel() == 1); };
+    if (out.is_contiguous() && flat(cond) && flat(a) && flat(b)) {
+      const bool* pc = cond.data<bool>();
+      const scalar_t* pa = a.data<scalar_t>();
+      const scalar_t* pb = b.data<scalar_t>();
+      scalar_t* po = out.data<scalar_t>();
+      const int64_t sc = cond.numel() == 1 && out.numel() != 1 ? 0 : 1;
+      const int64_t sa = a.numel() == 1 && out.numel() != 1 ? 0 : 1;
+      const int64_t sb = b.numel() == 1 && out.numel() != 1 ? 0 : 1;
+      parallel_for(0, out.numel(), kParallelGrain, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) po[i] = pc[i * sc] ? pa[i * sa] : pb[i * sb];
+      });
+      return;
+    }
     std::array<std::vector<int64_t>, 4> st = {
         broadcast_byte_strides(out, out.shape()), broadcast_byte_strides(cond, out.shape()),
         broadcast_byte_strides(a, out.shape()), broadcast_byte_strides(b, out.shape())};

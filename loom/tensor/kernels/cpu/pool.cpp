@@ -31,9 +31,34 @@ void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx) 
   LOOM_DISPATCH_FLOAT(x.dtype(), "max_pool2d", [&] {
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* py = y.data<scalar_t>();
+    const bool k2 = p.kernel_h == 2 && p.kernel_w == 2 && p.stride_h == 2 && p.stride_w == 2 && p.pad_h == 0 &&
+                    p.pad_w == 0;
     parallel_for(0, g.planes, 8, [&](int64_t lo, int64_t hi) {
       for (int64_t pl = lo; pl < hi; ++pl) {
         const scalar_t* in = px + pl * g.H * g.W;
+        if (k2) {
+          // The common 2x2/2 window: no bounds checks, first maximum wins, NaN propagates.
+          for (int64_t oh = 0; oh < g.OH; ++oh) {
+            const scalar_t* r0 = in + 2 * oh * g.W;
+            const scalar_t* r1 = r0 + g.W;
+            scalar_t* yo = py + (pl * g.OH + oh) * g.OW;
+            int64_t* io = pi + (pl * g.OH + oh) * g.OW;
+            for (int64_t ow = 0; ow < g.OW; ++ow) {
+              const int64_t c = 2 * ow;
+              scalar_t best = r0[c];
+              int64_t arg = 2 * oh * g.W + c;
+              auto take = [&](scalar_t v, int64_t at) {
+                if ((v > best || v != v) && best == best) best = v, arg = at;
+              };
+              take(r0[c + 1], arg + 1);
+              take(r1[c], (2 * oh + 1) * g.W + c);
+              take(r1[c + 1], (2 * oh + 1) * g.W + c + 1);
+              yo[ow] = best;
+              io[ow] = arg;
+            }
+          }
+          continue;
+        }
         for (int64_t oh = 0; oh < g.OH; ++oh)
           for (int64_t ow = 0; ow < g.OW; ++ow) {
             scalar_t best = -std::numeric_limits<scalar_t>::infinity();
