@@ -19,8 +19,8 @@ namespace loom::cli {
 namespace {
 
 struct TrainOptions {
-  std::string model = "cnn", dataset = "fashion-mnist", data_dir, save, optimizer = "sgd", schedule = "constant";
-  int epochs = 3, threads = 0;
+  std::string model = "cnn", dataset = "fashion-mnist", data_dir, save, optimizer = "sgd", schedule = "cosine";
+  int epochs = 5, threads = 0;
   int64_t batch_size = 64, limit = 0;
   double lr = 0.05, momentum = 0.9, weight_decay = 0.0;
   uint64_t seed = 1;
