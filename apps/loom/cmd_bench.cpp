@@ -27,6 +27,7 @@ void add_bench(CLI::App& app, Runner& run) {
   add_bench_gemm(*bench, run);
   add_bench_conv(*bench, run);
   add_bench_alloc(*bench, run);
+  add_bench_train(*bench, run);
 }
 
 }  // namespace loom::cli

@@ -23,6 +23,7 @@ struct BenchCommon {
 void add_bench_gemm(CLI::App& bench, Runner& run);
 void add_bench_conv(CLI::App& bench, Runner& run);
 void add_bench_alloc(CLI::App& bench, Runner& run);
+void add_bench_train(CLI::App& bench, Runner& run);
 
 // Parses "1,2,4" into integers; throws loom::Error naming the option on bad input.
 std::vector<int> parse_int_list(const std::string& s, const char* option);

@@ -22,22 +22,25 @@ void Optimizer::zero_grad() {
 
 namespace {
 
-// Calls fn(p, g, i) over the elements of a parameter and its (contiguous) gradient.
+Tensor zeros_like(const Tensor& p) { return Tensor::zeros(p.shape(), p.dtype()); }
+
+// Runs fn(T* p, const T* g, T* s0, T* s1, lo, hi) over chunks of a parameter, its gradient
+// (made contiguous and of the parameter's dtype) and up to two state tensors of its shape.
+// Pointers are resolved once per call, not per element.
 template <typename F>
-void for_each_element(const Tensor& p, F fn) {
-  Tensor g = p.grad().contiguous();
+void update(const Tensor& p, const Tensor& s0, const Tensor& s1, F fn) {
+  Tensor g = p.grad();
   LOOM_CHECK(g.shape() == p.shape(), "optimizer: gradient {} does not match parameter {}", shape_str(g.shape()),
              shape_str(p.shape()));
+  g = g.to(p.dtype()).contiguous();
   LOOM_DISPATCH_FLOAT(p.dtype(), "optimizer", [&] {
     scalar_t* pp = p.data<scalar_t>();
-    const scalar_t* pg = g.to(p.dtype()).template data<scalar_t>();
-    parallel_for(0, p.numel(), 1 << 16, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) fn(pp, pg, i);
-    });
+    const scalar_t* pg = g.data<scalar_t>();
+    scalar_t* a = s0.defined() ? s0.data<scalar_t>() : nullptr;
+    scalar_t* b = s1.defined() ? s1.data<scalar_t>() : nullptr;
+    parallel_for(0, p.numel(), 1 << 16, [&](int64_t lo, int64_t hi) { fn(pp, pg, a, b, lo, hi); });
   });
 }
-
-Tensor zeros_like(const Tensor& p) { return Tensor::zeros(p.shape(), p.dtype()); }
 
 }  // namespace
 
@@ -50,21 +53,22 @@ SGD::SGD(std::vector<Tensor> params, SgdOptions opt) : Optimizer(std::move(param
 
 void SGD::step() {
   const double lr = lr_, mu = opt_.momentum, wd = opt_.weight_decay;
+  const bool nesterov = opt_.nesterov;
   for (size_t k = 0; k < params_.size(); ++k) {
     const Tensor& p = params_[k];
     if (!p.grad().defined()) continue;
-    if (mu == 0) {
-      for_each_element(p, [&](auto* pp, const auto* pg, int64_t i) { pp[i] -= lr * (pg[i] + wd * pp[i]); });
-      continue;
-    }
-    Tensor v = velocity_[k];
-    const bool nesterov = opt_.nesterov;
-    for_each_element(p, [&](auto* pp, const auto* pg, int64_t i) {
-      using T = std::remove_reference_t<decltype(pp[0])>;
-      T* pv = v.data<T>();
-      T g = pg[i] + T(wd) * pp[i];
-      pv[i] = T(mu) * pv[i] + g;
-      pp[i] -= T(lr) * (nesterov ? g + T(mu) * pv[i] : pv[i]);
+    update(p, mu > 0 ? velocity_[k] : Tensor(), Tensor(), [&](auto* pp, const auto* pg, auto* pv, auto*, int64_t lo, int64_t hi) {
+      using T = std::remove_pointer_t<decltype(pp)>;
+      const T tlr = T(lr), tmu = T(mu), twd = T(wd);
+      if (!pv) {
+        for (int64_t i = lo; i < hi; ++i) pp[i] -= tlr * (pg[i] + twd * pp[i]);
+        return;
+      }
+      for (int64_t i = lo; i < hi; ++i) {
+        const T g = pg[i] + twd * pp[i];
+        pv[i] = tmu * pv[i] + g;
+        pp[i] -= tlr * (nesterov ? g + tmu * pv[i] : pv[i]);
+      }
     });
   }
 }
@@ -85,17 +89,16 @@ void AdamW::step() {
   for (size_t k = 0; k < params_.size(); ++k) {
     const Tensor& p = params_[k];
     if (!p.grad().defined()) continue;
-    Tensor m = m_[k], v = v_[k];
-    for_each_element(p, [&](auto* pp, const auto* pg, int64_t i) {
-      using T = std::remove_reference_t<decltype(pp[0])>;
-      T* pm = m.data<T>();
-      T* pv = v.data<T>();
-      T g = pg[i];
-      pp[i] -= T(lr * wd) * pp[i];
-      pm[i] = T(b1) * pm[i] + T(1 - b1) * g;
-      pv[i] = T(b2) * pv[i] + T(1 - b2) * g * g;
-      T mh = pm[i] / T(c1), vh = pv[i] / T(c2);
-      pp[i] -= T(lr) * mh / (std::sqrt(vh) + T(eps));
+    update(p, m_[k], v_[k], [&](auto* pp, const auto* pg, auto* pm, auto* pv, int64_t lo, int64_t hi) {
+      using T = std::remove_pointer_t<decltype(pp)>;
+      for (int64_t i = lo; i < hi; ++i) {
+        const T g = pg[i];
+        pp[i] -= T(lr * wd) * pp[i];
+        pm[i] = T(b1) * pm[i] + T(1 - b1) * g;
+        pv[i] = T(b2) * pv[i] + T(1 - b2) * g * g;
+        const T mh = pm[i] / T(c1), vh = pv[i] / T(c2);
+        pp[i] -= T(lr) * mh / (std::sqrt(vh) + T(eps));
+      }
     });
   }
 }

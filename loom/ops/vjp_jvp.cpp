@@ -256,10 +256,26 @@ Tensor log_softmax_jvp(const Ts&, const Ts& t, const Attrs& at, const Tensor& y,
 }
 
 // ---- matmul, convolution, pooling ---------------------------------------------------------
+namespace {
+// True for a 2-D operand that is the transposed view of a contiguous matrix (a Linear
+// layer's weight as used in x W^T).
+bool is_transposed_view(const Tensor& t) { return t.dim() == 2 && !t.is_contiguous() && t.strides()[0] == 1; }
+}  // namespace
+
 Ts matmul_vjp(const Node& n, const Tensor& g) {
   const Tensor &a = n.inputs[0], &b = n.inputs[1];
-  return {needs(n, 0) ? sum_to(matmul(g, transpose(b, -1, -2)), a.shape()) : Tensor(),
-          needs(n, 1) ? sum_to(matmul(transpose(a, -1, -2), g), b.shape()) : Tensor()};
+  Tensor ga, gb;
+  if (needs(n, 0)) {
+    ga = is_transposed_view(a) && g.dim() == 2 ? transpose(matmul(b, transpose(g, 0, 1)), 0, 1)
+                                               : sum_to(matmul(g, transpose(b, -1, -2)), a.shape());
+  }
+  if (needs(n, 1)) {
+    // For b = W^T, compute (g^T a)^T: the gradient then reaches W (through the transpose's
+    // VJP) as a contiguous matrix instead of a strided view that every consumer must copy.
+    gb = is_transposed_view(b) && a.dim() == 2 ? transpose(matmul(transpose(g, 0, 1), a), 0, 1)
+                                               : sum_to(matmul(transpose(a, -1, -2), g), b.shape());
+  }
+  return {ga, gb};
 }
 Tensor matmul_jvp(const Ts& in, const Ts& t, const Attrs&, const Tensor& y, const Ts&) {
   return sum_terms(t[0].defined() ? matmul(t[0], in[1]) : Tensor(), t[1].defined() ? matmul(in[0], t[1]) : Tensor(),

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "loom/base/rng.h"
+#include "loom/base/thread_pool.h"
 #include "loom/models/models.h"
 #include "loom/nn/checkpoint.h"
 #include "loom/nn/layers.h"
@@ -179,6 +180,35 @@ TEST(Checkpoint, CorruptedFilesAreErrorsNeverCrashes) {
   }
   EXPECT_GT(errors, 1000);  // every truncation fails; most header flips too
   EXPECT_THROW(load_safetensors("/nonexistent/x.safetensors"), Error);
+}
+
+}  // namespace
+}  // namespace loom::nn
+
+namespace loom::nn {
+namespace {
+
+std::vector<double> train_losses(int threads) {
+  set_num_threads(threads);
+  manual_seed(11);
+  auto m = models::make("cnn");
+  SGD opt(m->parameters(), {0.05, 0.9, 0.0, false});
+  Tensor x = Tensor::randn({32, 1, 28, 28});
+  Tensor y = cast(Tensor::rand({32}, DType::kF32, 0, 10), DType::kI64);
+  std::vector<double> out;
+  for (int i = 0; i < 4; ++i) {
+    Tensor l = cross_entropy((*m)(x), y);
+    opt.zero_grad();
+    l.backward();
+    opt.step();
+    out.push_back(l.item_double());
+  }
+  return out;
+}
+
+TEST(Nn, SameSeedAndThreadsGiveBitwiseIdenticalLosses) {
+  for (int threads : {1, 2}) EXPECT_EQ(train_losses(threads), train_losses(threads)) << threads << " threads";
+  set_num_threads(2);
 }
 
 }  // namespace
