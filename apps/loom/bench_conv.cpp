@@ -60,11 +60,7 @@ int run_conv(const BenchCommon& o, const std::string& batches) {
       }
     }
   }
-  if (!o.json.empty()) {
-    std::ofstream out(o.json);
-    LOOM_CHECK(out.good(), "bench conv: cannot write {}", o.json);
-    out << records.dump(2) << "\n";
-  }
+  write_json_records(o.json, records, "conv");
   return 0;
 }
 

@@ -94,11 +94,7 @@ int run_gemm(const GemmOptions& o) {
       records.push_back(rec);
     }
   }
-  if (!o.json.empty()) {
-    std::ofstream out(o.json);
-    LOOM_CHECK(out.good(), "bench gemm: cannot write {}", o.json);
-    out << records.dump(2) << "\n";
-  }
+  write_json_records(o.json, records, "gemm");
   return 0;
 }
 

@@ -125,11 +125,7 @@ int run_bench_train(const BenchCommon& o, const std::string& script, int steps) 
       }
     }
   }
-  if (!o.json.empty()) {
-    std::ofstream out(o.json);
-    LOOM_CHECK(out.good(), "bench train: cannot write {}", o.json);
-    out << records.dump(2) << "\n";
-  }
+  write_json_records(o.json, records, "train");
   return 0;
 }
 

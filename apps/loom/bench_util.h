@@ -2,11 +2,15 @@
 #pragma once
 
 #include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
 #include <chrono>
 #include <thread>
 #include <functional>
 #include <vector>
 
+#include "loom/base/error.h"
 #include "loom/base/time.h"
 
 namespace loom::cli {
@@ -47,6 +51,14 @@ inline std::vector<Timing> time_each(const std::vector<std::function<void()>>& f
     for (int r = 0; r < repeats; ++r) out[i].samples.push_back(time_batch(fns[i]));
   }
   return out;
+}
+
+// Writes benchmark records (a JSON array) to `path` when it is not empty.
+inline void write_json_records(const std::string& path, const nlohmann::json& records, const char* bench) {
+  if (path.empty()) return;
+  std::ofstream out(path);
+  LOOM_CHECK(out.good(), "bench {}: cannot write {}", bench, path);
+  out << records.dump(2) << "\n";
 }
 
 }  // namespace loom::cli

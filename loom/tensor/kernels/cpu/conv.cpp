@@ -203,6 +203,12 @@ T* buffer(int slot, size_t n) {
   return bufs[slot].data();
 }
 
+// Unfolds images [n0, n0 + nb), group gi, side by side into col [CKK, nb * L].
+template <typename T>
+void im2col_chunk(const T* px, const Geom& g, const Conv2dParams& p, int64_t n0, int64_t nb, int64_t gi, T* col) {
+  for (int64_t j = 0; j < nb; ++j) im2col(px + ((n0 + j) * g.C + gi * g.Cg) * g.H * g.W, g, p, col + j * g.L, nb * g.L);
+}
+
 template <typename T>
 void forward_impl(const Tensor& x, const Tensor& w, const Conv2dParams& p, Tensor& y) {
   Geom g = geometry(x.shape(), w.shape(), p);
@@ -215,7 +221,7 @@ void forward_impl(const Tensor& x, const Tensor& w, const Conv2dParams& p, Tenso
     T* col = buffer<T>(0, static_cast<size_t>(g.CKK * cols));
     T* out = nb == 1 ? nullptr : buffer<T>(1, static_cast<size_t>(g.Og * cols));
     for (int64_t gi = 0; gi < g.G; ++gi) {
-      for (int64_t j = 0; j < nb; ++j) im2col(px + ((n0 + j) * g.C + gi * g.Cg) * g.H * g.W, g, p, col + j * g.L, cols);
+      im2col_chunk(px, g, p, n0, nb, gi, col);
       T* dst = nb == 1 ? py + (n0 * g.O + gi * g.Og) * g.L : out;  // one image: its output block directly
       gemm_t<T>(false, false, g.Og, cols, g.CKK, pw + gi * g.Og * g.CKK, g.CKK, col, cols, T(0), dst, cols, par);
       if (nb > 1)
@@ -281,7 +287,7 @@ void backward_weight_impl(const Tensor& x, const Tensor& gy, const Conv2dParams&
     T* col = buffer<T>(0, static_cast<size_t>(g.CKK * cols));
     T* dy = buffer<T>(1, static_cast<size_t>(g.Og * cols));
     for (int64_t gi = 0; gi < g.G; ++gi) {
-      for (int64_t j = 0; j < nb; ++j) im2col(px + ((n0 + j) * g.C + gi * g.Cg) * g.H * g.W, g, p, col + j * g.L, cols);
+      im2col_chunk(px, g, p, n0, nb, gi, col);
       gather_dy(pg, g, n0, nb, gi, dy);
       T* dst = acc + gi * g.Og * g.CKK;
       if constexpr (std::is_same_v<T, float>) {
