@@ -2,6 +2,7 @@
 // Contiguous operands take a flat loop the compiler vectorizes; everything else goes
 // through the strided row loop of loops.h.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -226,6 +227,37 @@ void compare(CompareOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   });
 }
 
+namespace {
+
+// out[i] = c[i*sc] ? a[i*sa] : b[i*sb] over contiguous data (strides 0 or 1).
+template <typename T>
+void where_flat(const bool* pc, int64_t sc, const T* pa, int64_t sa, const T* pb, int64_t sb, T* po, int64_t n) {
+  parallel_for(0, n, kParallelGrain, [&](int64_t lo, int64_t hi) {
+    if constexpr (sizeof(T) == 4 || sizeof(T) == 8) {
+      // Bitwise select: the condition (e.g. relu's mask) is data-dependent and random, so a
+      // branch would mispredict half the time; this form also vectorizes.
+      using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+      auto run = [&](auto csc, auto csa, auto csb) {
+        for (int64_t i = lo; i < hi; ++i) {
+          const Bits m = Bits{0} - static_cast<Bits>(pc[i * csc]);
+          const Bits a = std::bit_cast<Bits>(pa[i * csa]), b = std::bit_cast<Bits>(pb[i * csb]);
+          po[i] = std::bit_cast<T>(static_cast<Bits>((a & m) | (b & ~m)));
+        }
+      };
+      using I1 = std::integral_constant<int64_t, 1>;
+      using I0 = std::integral_constant<int64_t, 0>;
+      if (sc == 1 && sa == 1 && sb == 1) return run(I1{}, I1{}, I1{});
+      if (sc == 1 && sa == 1 && sb == 0) return run(I1{}, I1{}, I0{});
+      if (sc == 1 && sa == 0 && sb == 1) return run(I1{}, I0{}, I1{});
+      return run(sc, sa, sb);
+    } else {
+      for (int64_t i = lo; i < hi; ++i) po[i] = pc[i * sc] ? pa[i * sa] : pb[i * sb];
+    }
+  });
+}
+
+}  // namespace
+
 void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {
   LOOM_DISPATCH_ALL(out.dtype(), "where", [&] {
     // Flat path: contiguous operands that are full-size or scalars (relu's backward).
@@ -238,9 +270,7 @@ void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {
       const int64_t sc = cond.numel() == 1 && out.numel() != 1 ? 0 : 1;
       const int64_t sa = a.numel() == 1 && out.numel() != 1 ? 0 : 1;
       const int64_t sb = b.numel() == 1 && out.numel() != 1 ? 0 : 1;
-      parallel_for(0, out.numel(), kParallelGrain, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) po[i] = pc[i * sc] ? pa[i * sa] : pb[i * sb];
-      });
+      where_flat<scalar_t>(pc, sc, pa, sa, pb, sb, po, out.numel());
       return;
     }
     std::array<std::vector<int64_t>, 4> st = {

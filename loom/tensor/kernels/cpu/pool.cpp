@@ -1,11 +1,21 @@
 // Max and average pooling over NCHW planes; each (n, c) plane is independent work.
+#include <bit>
 #include <limits>
+#include <type_traits>
 
 #include "loom/base/thread_pool.h"
 #include "loom/tensor/kernels/cpu/conv.h"
 
 namespace loom::cpu {
 namespace {
+
+// m all-ones -> a, m zero -> b, without a branch.
+template <typename T>
+inline T select_bits(int64_t m, T a, T b) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  const Bits mb = static_cast<Bits>(m);
+  return std::bit_cast<T>(static_cast<Bits>((std::bit_cast<Bits>(a) & mb) | (std::bit_cast<Bits>(b) & ~mb)));
+}
 
 struct PoolGeom {
   int64_t planes, H, W, OH, OW;
@@ -45,14 +55,20 @@ void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx) 
             int64_t* io = pi + (pl * g.OH + oh) * g.OW;
             for (int64_t ow = 0; ow < g.OW; ++ow) {
               const int64_t c = 2 * ow;
+              // Branch-free selects: on real activations the winner is random, and a
+              // mispredicted branch per comparison cost more than the loads.
+              const int64_t base = 2 * oh * g.W + c;
               scalar_t best = r0[c];
-              int64_t arg = 2 * oh * g.W + c;
+              int64_t arg = base;
               auto take = [&](scalar_t v, int64_t at) {
-                if ((v > best || v != v) && best == best) best = v, arg = at;
+                // Integer masks force selects (the compiler turns ternaries back into jumps).
+                const int64_t m = -static_cast<int64_t>(((v > best) | (v != v)) & (best == best));
+                best = select_bits(m, v, best);
+                arg = (at & m) | (arg & ~m);
               };
-              take(r0[c + 1], arg + 1);
-              take(r1[c], (2 * oh + 1) * g.W + c);
-              take(r1[c + 1], (2 * oh + 1) * g.W + c + 1);
+              take(r0[c + 1], base + 1);
+              take(r1[c], base + g.W);
+              take(r1[c + 1], base + g.W + 1);
               yo[ow] = best;
               io[ow] = arg;
             }
