@@ -270,10 +270,9 @@ cpu::Conv2dParams conv_params(const Attrs& at) {
 }
 
 // Validates an input shape against a weight shape and returns the output shape.
-Shape conv_out_shape(const Shape& xs, const Shape& ws, const cpu::Conv2dParams& p, DType dt, const char* op) {
+Shape conv_out_shape(const Shape& xs, const Shape& ws, const cpu::Conv2dParams& p, const char* op) {
   LOOM_CHECK(xs.size() == 4 && ws.size() == 4, "{}: input {} and weight {} must both be 4-D (NCHW, OIHW)", op,
              shape_str(xs), shape_str(ws));
-  (void)dt;
   LOOM_CHECK(xs[1] == ws[1] * p.groups, "{}: input has {} channels but weight {} with groups={} expects {}", op,
              xs[1], shape_str(ws), p.groups, ws[1] * p.groups);
   LOOM_CHECK(ws[0] % p.groups == 0, "{}: {} output channels are not divisible by groups={}", op, ws[0], p.groups);
@@ -284,7 +283,7 @@ Shape conv_out_shape(const Shape& xs, const Shape& ws, const cpu::Conv2dParams& 
 TensorMeta conv2d_shape(const Inputs& in, const Attrs& at) {
   require_float(in[0], "conv2d");
   require_same_dtype(in, "conv2d");
-  return {conv_out_shape(in[0].shape(), in[1].shape(), conv_params(at), in[0].dtype(), "conv2d"), in[0].dtype()};
+  return {conv_out_shape(in[0].shape(), in[1].shape(), conv_params(at), "conv2d"), in[0].dtype()};
 }
 Outputs conv2d_forward(const Inputs& in, const Attrs& at, const TensorMeta& m) {
   Tensor out = alloc(m);
@@ -295,7 +294,7 @@ Outputs conv2d_forward(const Inputs& in, const Attrs& at, const TensorMeta& m) {
 TensorMeta conv2d_bwd_input_shape(const Inputs& in, const Attrs& at) {
   require_float(in[0], "conv2d_backward_input");
   require_same_dtype(in, "conv2d_backward_input");
-  Shape ys = conv_out_shape(at.shape, in[1].shape(), conv_params(at), in[0].dtype(), "conv2d_backward_input");
+  Shape ys = conv_out_shape(at.shape, in[1].shape(), conv_params(at), "conv2d_backward_input");
   LOOM_CHECK(ys == in[0].shape(), "conv2d_backward_input: gradient shape {} does not match output shape {}",
              shape_str(in[0].shape()), shape_str(ys));
   return {at.shape, in[0].dtype()};
@@ -309,7 +308,7 @@ Outputs conv2d_bwd_input_forward(const Inputs& in, const Attrs& at, const Tensor
 TensorMeta conv2d_bwd_weight_shape(const Inputs& in, const Attrs& at) {
   require_float(in[0], "conv2d_backward_weight");
   require_same_dtype(in, "conv2d_backward_weight");
-  Shape ys = conv_out_shape(in[0].shape(), at.shape, conv_params(at), in[0].dtype(), "conv2d_backward_weight");
+  Shape ys = conv_out_shape(in[0].shape(), at.shape, conv_params(at), "conv2d_backward_weight");
   LOOM_CHECK(ys == in[1].shape(), "conv2d_backward_weight: gradient shape {} does not match output shape {}",
              shape_str(in[1].shape()), shape_str(ys));
   return {at.shape, in[0].dtype()};

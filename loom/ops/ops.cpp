@@ -346,8 +346,7 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
 
 Tensor transpose(const Tensor& x, int64_t a, int64_t b) {
   const int64_t nd = x.dim();
-  LOOM_CHECK(nd >= 2 || (nd <= 1), "transpose: bad rank");
-  if (nd < 2) return x;
+  if (nd < 2) return x;  // a vector or scalar is its own transpose
   a = normalize_axis(a, nd, "transpose");
   b = normalize_axis(b, nd, "transpose");
   std::vector<int64_t> dims(nd);
