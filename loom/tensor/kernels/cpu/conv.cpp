@@ -180,6 +180,12 @@ Chunking chunking(const Geom& g) {
   int64_t nb = std::max<int64_t>(1, target_cols / std::max<int64_t>(g.L, 1));
   nb = std::min(nb, std::max<int64_t>(1, (g.N + threads - 1) / threads));
   int64_t chunks = (g.N + nb - 1) / nb;
+  if (chunks >= threads) {
+    // Equal work per thread: a chunk count that is a multiple of the thread count.
+    chunks = (chunks + threads - 1) / threads * threads;
+    nb = (g.N + chunks - 1) / chunks;
+    chunks = (g.N + nb - 1) / nb;
+  }
   return {nb, chunks, chunks < threads};
 }
 
