@@ -26,6 +26,30 @@ struct CountedNode : Node {
 
 }  // namespace
 
+namespace {
+
+// Moves the producer nodes that only `n`'s saved inputs keep alive onto `stack`, and clears
+// the inputs, so destroying `n` no longer recurses into them.
+void detach_exclusive_producers(Node& n, std::vector<std::shared_ptr<Node>>& stack) {
+  for (Tensor& in : n.inputs) {
+    const auto& impl = in.impl_ptr();
+    if (impl && impl.use_count() == 1 && impl->grad_fn) stack.push_back(std::move(impl->grad_fn));
+  }
+  n.inputs.clear();
+}
+
+}  // namespace
+
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> stack;
+  detach_exclusive_producers(*this, stack);
+  while (!stack.empty()) {
+    std::shared_ptr<Node> p = std::move(stack.back());
+    stack.pop_back();
+    if (p.use_count() == 1) detach_exclusive_producers(*p, stack);
+  }  // each p is destroyed here with its inputs already cleared: no recursion
+}
+
 Tensor Node::out() const {
   if (auto p = output.lock()) return Tensor(p);
   return output_data;
@@ -84,24 +108,50 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
   std::vector<Tensor> results(inputs.size());
   auto add_to = [](Tensor& acc, const Tensor& g) { acc = acc.defined() ? acc + g : g; };
 
-  // Collect the nodes that lead to something that wants a gradient (pruning the rest).
+  // Collect the nodes reachable from the roots (not past requested nodes), iteratively so
+  // that arbitrarily deep graphs cannot exhaust the stack. keep_alive holds owning
+  // references for the whole walk: releasing one node's saved inputs may drop the last
+  // reference to a producer that is still to be released.
+  std::vector<std::shared_ptr<Node>> keep_alive;
+  std::unordered_set<Node*> seen;
+  std::vector<Node*> stack;
+  auto push = [&](const std::shared_ptr<Node>& sp) {
+    if (seen.insert(sp.get()).second) {
+      keep_alive.push_back(sp);
+      stack.push_back(sp.get());
+    }
+  };
+  for (size_t r = 0; r < roots.size(); ++r) {
+    LOOM_CHECK(roots[r].defined(), "backward: root {} is undefined", r);
+    LOOM_CHECK(seeds[r].shape() == roots[r].shape(), "backward: seed shape {} does not match output shape {}",
+               shape_str(seeds[r].shape()), shape_str(roots[r].shape()));
+    if (const auto& fn = roots[r].impl()->grad_fn) {
+      if (fn->released)
+        LOOM_THROW("backward: the graph of this output was already freed by an earlier backward; "
+                   "pass retain_graph to differentiate it twice");
+      push(fn);
+    }
+  }
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    if (target_of.count(n)) continue;
+    for (const Tensor& in : n->inputs)
+      if (in.requires_grad() && in.impl()->grad_fn) push(in.impl()->grad_fn);
+  }
+  // A node is useful when it leads to something that wants a gradient. Producers have
+  // smaller seq than their consumers, so in ascending seq order inputs are decided first.
+  std::vector<Node*> all(seen.begin(), seen.end());
+  std::sort(all.begin(), all.end(), [](Node* a, Node* b) { return a->seq < b->seq; });
   std::unordered_map<Node*, bool> useful;
   std::vector<Node*> order;
-  // Owning references for the whole walk: releasing one node's saved inputs may drop the
-  // last reference to a producer node that is still to be released.
-  std::vector<std::shared_ptr<Node>> keep_alive;
-  std::function<bool(const std::shared_ptr<Node>&)> visit = [&](const std::shared_ptr<Node>& sp) -> bool {
-    Node* n = sp.get();
-    auto it = useful.find(n);
-    if (it != useful.end()) return it->second;
-    useful[n] = false;  // provisional; graphs are acyclic
-    keep_alive.push_back(sp);
+  for (Node* n : all) {
     bool u = target_of.count(n) > 0;
     if (!u) {
       for (const Tensor& in : n->inputs) {
         if (!in.requires_grad()) continue;
-        if (in.impl()->grad_fn) {
-          u |= visit(in.impl()->grad_fn);
+        if (Node* p = in.impl()->grad_fn.get()) {
+          u |= useful[p];
         } else {
           u |= target_of.count(in.impl()) > 0 || opts.accumulate_into_leaves;
         }
@@ -109,21 +159,12 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
     }
     useful[n] = u;
     if (u) order.push_back(n);
-    return u;
-  };
-  // Iterative DFS would avoid deep recursion; graphs here are a few thousand nodes deep
-  // at most, well inside the default stack.
+  }
   std::unordered_map<Node*, Tensor> grads;
   for (size_t r = 0; r < roots.size(); ++r) {
     const Tensor& root = roots[r];
-    LOOM_CHECK(root.defined(), "backward: root {} is undefined", r);
-    LOOM_CHECK(seeds[r].shape() == root.shape(), "backward: seed shape {} does not match output shape {}",
-               shape_str(seeds[r].shape()), shape_str(root.shape()));
     if (Node* n = root.impl()->grad_fn.get()) {
-      if (n->released)
-        LOOM_THROW("backward: the graph of this output was already freed by an earlier backward; "
-                   "pass retain_graph to differentiate it twice");
-      if (visit(root.impl()->grad_fn)) add_to(grads[n], seeds[r]);
+      if (useful[n]) add_to(grads[n], seeds[r]);
     } else if (root.requires_grad()) {
       auto it = target_of.find(root.impl());
       if (it != target_of.end()) {

@@ -30,6 +30,14 @@ struct Node {
   uint64_t seq = 0;                  // creation order: consumers come after producers
   bool released = false;
 
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Dismantles the chain of producer nodes this node alone keeps alive iteratively: a graph
+  // dropped without backward (200k ops of an unrolled loop) would otherwise be destroyed by
+  // recursion as deep as the graph and overflow the stack.
+  ~Node();
+
   // The output, with its graph when it is still alive (needed for higher-order rules
   // such as d exp(x) = exp(x) dx), else its data.
   Tensor out() const;

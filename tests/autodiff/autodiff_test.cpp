@@ -124,3 +124,33 @@ TEST(Autodiff, SharedSubexpressionsAccumulate) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST(Autodiff, VeryDeepGraphsDoNotExhaustTheStack) {
+  // 200k sequential ops (an unrolled recurrence): the backward walk is iterative.
+  Tensor x = Tensor::from_vector<double>({1.0}, {1}).set_requires_grad(true);
+  Tensor h = x;
+  for (int i = 0; i < 200000; ++i) h = h * 1.0;
+  sum(h).backward();
+  EXPECT_EQ(x.grad().to_vector<double>()[0], 1.0);
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST(Autodiff, DroppingAVeryDeepGraphWithoutBackwardDoesNotOverflow) {
+  Tensor x = Tensor::from_vector<double>({1.0}, {1}).set_requires_grad(true);
+  {
+    Tensor h = x;
+    for (int i = 0; i < 200000; ++i) h = h * 1.0;
+  }  // the whole chain is released here
+  EXPECT_EQ(autodiff::live_nodes(), 0);
+}
+
+}  // namespace
+}  // namespace loom
