@@ -70,13 +70,8 @@ void add_bench_conv(CLI::App& bench, Runner& run) {
   auto o = std::make_shared<BenchCommon>();
   auto batches = std::make_shared<std::string>("64,256");
   auto* cmd = bench.add_subcommand("conv", "conv2d forward/backward of the CNN's layers vs oneDNN");
-  cmd->add_option("--threads", o->threads, "comma-separated thread counts")->capture_default_str();
+  add_common_bench_options(*cmd, *o);
   cmd->add_option("--batch", *batches, "comma-separated batch sizes")->capture_default_str();
-  cmd->add_option("--repeats", o->repeats, "timed repetitions (min and median reported)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1000));
-  cmd->add_option("--json", o->json, "write the records as a JSON array to this file");
-  cmd->add_flag("--no-peers", o->no_peers, "measure Loom only");
   cmd->callback([o, batches, &run] { run = [o, batches] { return run_conv(*o, *batches); }; });
 }
 

@@ -103,15 +103,10 @@ int run_gemm(const GemmOptions& o) {
 void add_bench_gemm(CLI::App& bench, Runner& run) {
   auto o = std::make_shared<GemmOptions>();
   auto* cmd = bench.add_subcommand("gemm", "SGEMM GFLOP/s vs OpenBLAS and oneDNN (square sizes + transformer shapes)");
-  cmd->add_option("--threads", o->threads, "comma-separated thread counts")->capture_default_str();
+  add_common_bench_options(*cmd, *o);
   cmd->add_option("--sizes", o->sizes, "comma-separated square sizes")->capture_default_str();
   cmd->add_flag("--no-transformer", o->no_transformer, "skip the transformer shapes");
-  cmd->add_option("--repeats", o->repeats, "timed repetitions per case (min and median reported)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1000));
   cmd->add_option("--peak", o->peak, "fp32 peak GFLOP/s per core, for the %peak column")->capture_default_str();
-  cmd->add_option("--json", o->json, "write the records as a JSON array to this file");
-  cmd->add_flag("--no-peers", o->no_peers, "measure Loom only");
   cmd->callback([o, &run] { run = [o] { return run_gemm(*o); }; });
 }
 

@@ -136,11 +136,9 @@ void add_bench_train(CLI::App& bench, Runner& run) {
   auto script = std::make_shared<std::string>("tools/bench_train_torch.py");
   auto steps = std::make_shared<int>(20);
   auto* cmd = bench.add_subcommand("train", "Training and inference samples/s of mlp and cnn vs PyTorch");
-  cmd->add_option("--threads", o->threads, "comma-separated thread counts")->capture_default_str();
+  add_common_bench_options(*cmd, *o, /*with_repeats=*/false);
   cmd->add_option("--steps", *steps, "training steps per timed repetition")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_option("--torch-script", *script, "path of tools/bench_train_torch.py")->capture_default_str();
-  cmd->add_option("--json", o->json, "write the records as a JSON array to this file");
-  cmd->add_flag("--no-peers", o->no_peers, "measure Loom only");
   cmd->callback([o, script, steps, &run] { run = [o, script, steps] { return run_bench_train(*o, *script, *steps); }; });
 }
 

@@ -21,6 +21,16 @@ std::vector<int> parse_int_list(const std::string& s, const char* option) {
   return out;
 }
 
+void add_common_bench_options(CLI::App& cmd, BenchCommon& o, bool with_repeats) {
+  cmd.add_option("--threads", o.threads, "comma-separated thread counts")->capture_default_str();
+  if (with_repeats)
+    cmd.add_option("--repeats", o.repeats, "timed repetitions (min and median reported)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1000));
+  cmd.add_option("--json", o.json, "write the records as a JSON array to this file");
+  cmd.add_flag("--no-peers", o.no_peers, "measure Loom only");
+}
+
 void add_bench(CLI::App& app, Runner& run) {
   auto* bench = app.add_subcommand("bench", "Benchmarks, side by side with peers (OpenBLAS, oneDNN)");
   bench->require_subcommand(1);

@@ -20,6 +20,8 @@ struct BenchCommon {
   int repeats = 5;
   bool no_peers = false;
 };
+// Registers --threads, --json, --no-peers and (when with_repeats) --repeats on a benchmark.
+void add_common_bench_options(CLI::App& cmd, BenchCommon& o, bool with_repeats = true);
 void add_bench_gemm(CLI::App& bench, Runner& run);
 void add_bench_conv(CLI::App& bench, Runner& run);
 void add_bench_alloc(CLI::App& bench, Runner& run);

@@ -257,8 +257,6 @@ Tensor Tensor::detach() const {
   return Tensor(std::move(impl));
 }
 
-Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype()); }
-
 namespace {
 
 void format_value(std::ostringstream& os, DType dt, const char* p) {

@@ -143,7 +143,4 @@ class Tensor {
 
 std::string to_string(const Tensor& t);
 
-// Allocates an output tensor with the given shape and dtype (uninitialized).
-Tensor empty_like(const Tensor& t);
-
 }  // namespace loom

@@ -122,33 +122,24 @@ TEST(Autodiff, SharedSubexpressionsAccumulate) {
   EXPECT_EQ(g(vec({1, 3})).to_vector<double>(), (std::vector<double>{4, 12}));
 }
 
-}  // namespace
-}  // namespace loom
 
-namespace loom {
-namespace {
+// An unrolled recurrence of n sequential ops on x.
+Tensor deep_chain(const Tensor& x, int n) {
+  Tensor h = x;
+  for (int i = 0; i < n; ++i) h = h * 1.0;
+  return h;
+}
 
 TEST(Autodiff, VeryDeepGraphsDoNotExhaustTheStack) {
-  // 200k sequential ops (an unrolled recurrence): the backward walk is iterative.
+  // 200k sequential ops: the backward walk is iterative.
   Tensor x = Tensor::from_vector<double>({1.0}, {1}).set_requires_grad(true);
-  Tensor h = x;
-  for (int i = 0; i < 200000; ++i) h = h * 1.0;
-  sum(h).backward();
+  sum(deep_chain(x, 200000)).backward();
   EXPECT_EQ(x.grad().to_vector<double>()[0], 1.0);
 }
 
-}  // namespace
-}  // namespace loom
-
-namespace loom {
-namespace {
-
 TEST(Autodiff, DroppingAVeryDeepGraphWithoutBackwardDoesNotOverflow) {
   Tensor x = Tensor::from_vector<double>({1.0}, {1}).set_requires_grad(true);
-  {
-    Tensor h = x;
-    for (int i = 0; i < 200000; ++i) h = h * 1.0;
-  }  // the whole chain is released here
+  { Tensor h = deep_chain(x, 200000); }  // the whole chain is released here
   EXPECT_EQ(autodiff::live_nodes(), 0);
 }
 
