@@ -16,7 +16,7 @@ pkgs=(
   libopenblas-dev libdnnl-dev
 )
 if [[ "${1:-}" == "--python" ]]; then
-  pkgs+=(python3 python3-numpy python3-torch)
+  pkgs+=(python3 python3-numpy python3-torch python3-xgboost python3-sklearn)
 fi
 
 missing=()
