@@ -64,20 +64,14 @@ Rates loom_rates(const std::string& model_name, int64_t batch, int steps, int64_
 // Runs the PyTorch script; returns zeros (and says why) when it cannot.
 Rates torch_rates(const std::string& script, const std::string& env, const std::string& model, int64_t batch,
                   int threads, int steps, int64_t infer_batch) {
-  std::string cmd = fmt::format("env {} /usr/bin/python3 {} {} {} {} {} {} 2>&1", env, script, model, batch, threads,
+  std::string cmd = fmt::format("env {} /usr/bin/python3 {} {} {} {} {} {}", env, script, model, batch, threads,
                                 steps, infer_batch);
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
-  if (!pipe) return {};
   std::string out;
-  char buf[4096];
-  while (fgets(buf, sizeof(buf), pipe.get())) out += buf;
-  try {
-    auto j = nlohmann::json::parse(out.substr(out.rfind('{')));
-    return {j.at("train_samples_per_s").get<double>(), j.at("infer_samples_per_s").get<double>()};
-  } catch (...) {
-    std::printf("# pytorch run failed (%s): %s\n", env.c_str(), out.substr(0, 300).c_str());
-    return {};
-  }
+  nlohmann::json j = run_json_command(cmd, &out);
+  if (j.is_object() && j.contains("train_samples_per_s") && j.contains("infer_samples_per_s"))
+    return {j["train_samples_per_s"].get<double>(), j["infer_samples_per_s"].get<double>()};
+  std::printf("# pytorch run failed (%s): %s\n", env.c_str(), out.substr(0, 300).c_str());
+  return {};
 }
 
 int run_bench_train(const BenchCommon& o, const std::string& script, int steps) {

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <chrono>
@@ -59,6 +61,22 @@ inline void write_json_records(const std::string& path, const nlohmann::json& re
   std::ofstream out(path);
   LOOM_CHECK(out.good(), "bench {}: cannot write {}", bench, path);
   out << records.dump(2) << "\n";
+}
+
+// Runs a shell command (a peer's script) whose last output line is a JSON document; returns
+// it, or null when the command fails or prints none (its output is left in *output).
+inline nlohmann::json run_json_command(const std::string& cmd, std::string* output = nullptr) {
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen((cmd + " 2>&1").c_str(), "r"), pclose);
+  if (!pipe) return nullptr;
+  std::string out, last;
+  char buf[1 << 16];
+  while (fgets(buf, sizeof(buf), pipe.get())) {
+    out += buf;
+    std::string line(buf);
+    if (line.find_first_not_of(" \t\r\n") != std::string::npos) last = line;
+  }
+  if (output) *output = out;
+  return nlohmann::json::parse(last, nullptr, /*allow_exceptions=*/false);
 }
 
 }  // namespace loom::cli

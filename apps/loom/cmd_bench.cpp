@@ -32,12 +32,13 @@ void add_common_bench_options(CLI::App& cmd, BenchCommon& o, bool with_repeats) 
 }
 
 void add_bench(CLI::App& app, Runner& run) {
-  auto* bench = app.add_subcommand("bench", "Benchmarks, side by side with peers (OpenBLAS, oneDNN)");
+  auto* bench = app.add_subcommand("bench", "Benchmarks, side by side with peers (OpenBLAS, oneDNN, PyTorch, XGBoost, sklearn)");
   bench->require_subcommand(1);
   add_bench_gemm(*bench, run);
   add_bench_conv(*bench, run);
   add_bench_alloc(*bench, run);
   add_bench_train(*bench, run);
+  add_bench_trees(*bench, run);
 }
 
 }  // namespace loom::cli

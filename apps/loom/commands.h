@@ -12,6 +12,7 @@ using Runner = std::function<int()>;
 void add_info(CLI::App& app, Runner& run);
 void add_bench(CLI::App& app, Runner& run);
 void add_train(CLI::App& app, Runner& run);  // train and eval
+void add_trees(CLI::App& app, Runner& run);  // trees compile|predict|info
 
 // Benchmarks (bench_gemm.cpp, bench_conv.cpp).
 struct BenchCommon {
@@ -26,6 +27,7 @@ void add_bench_gemm(CLI::App& bench, Runner& run);
 void add_bench_conv(CLI::App& bench, Runner& run);
 void add_bench_alloc(CLI::App& bench, Runner& run);
 void add_bench_train(CLI::App& bench, Runner& run);
+void add_bench_trees(CLI::App& bench, Runner& run);  // trees and trees-crossover
 
 // Parses "1,2,4" into integers; throws loom::Error naming the option on bad input.
 std::vector<int> parse_int_list(const std::string& s, const char* option);

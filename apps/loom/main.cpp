@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   loom::cli::Runner run;
   loom::cli::add_info(app, run);
   loom::cli::add_train(app, run);
+  loom::cli::add_trees(app, run);
   loom::cli::add_bench(app, run);
   try {
     app.parse(argc, argv);
