@@ -26,4 +26,21 @@ if [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   [ $rc -ne 0 ] && echo "$out" | grep -q "does not match" || fail "eval with the wrong model: $out"
   rm -f "$ck"
 fi
+# Trees: compile a golden XGBoost model, predict from CSV (header, a missing value), bad input.
+src=$(cd "$(dirname "$0")/.." && pwd)
+tmp="${TMPDIR:-/tmp}/loom_smoke_trees_$$"
+"$loom" trees compile "$src/tests/golden/trees/xgb_softprob_d5_t10x3.model.json.gz" -o "$tmp.lt" --strategy ptt \
+  >/dev/null || fail "trees compile"
+printf 'a,b,c,d,e,f,g,h\n0.1,-1,2,0.5,,1,0,3\n1,1,1,1,1,1,1,1\n' > "$tmp.csv"
+out=$("$loom" trees predict "$tmp.lt" --input "$tmp.csv" 2>/dev/null) || fail "trees predict: $out"
+[ "$(echo "$out" | wc -l)" -eq 2 ] || fail "trees predict printed '$out' (expected 2 rows)"
+echo "$out" | awk -F, '{ s = $1 + $2 + $3; if (NF != 3 || s < 0.9999 || s > 1.0001) exit 1 }' \
+  || fail "trees predict rows are not 3 probabilities summing to 1: $out"
+printf '1,2,3\n' > "$tmp.bad.csv"
+out=$("$loom" trees predict "$tmp.lt" --input "$tmp.bad.csv" 2>&1); rc=$?
+[ $rc -ne 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q "expects \[N, 8\]" \
+  || fail "trees predict with 3 columns: rc=$rc '$out'"
+out=$("$loom" trees compile "$tmp.csv" -o "$tmp.x" 2>&1); rc=$?
+[ $rc -ne 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "trees compile of a CSV file: rc=$rc '$out'"
+rm -f "$tmp.lt" "$tmp.csv" "$tmp.bad.csv" "$tmp.x"
 echo "cli smoke: ok"

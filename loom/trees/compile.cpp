@@ -28,12 +28,15 @@ Strategy parse_strategy(const std::string& s) {
   LOOM_THROW("unknown tree strategy '{}' (auto, gemm, tt, ptt)", s);
 }
 
-Strategy choose_strategy(const TreeStats& s, int64_t batch) {
-  // Crossovers measured on this machine with `loom bench trees-crossover`
-  // (experiments/hummingbird): the GEMM strategy only wins for depth <= 2 at large batches;
-  // PTT beats TT while its perfect-tree padding stays small.
+Strategy choose_strategy(const TreeStats& s, int32_t leaf_dim, int64_t batch) {
+  // Fitted to `loom bench trees-crossover` on this machine (experiments/hummingbird): the
+  // fused PTT kernel beats TT at every depth, tree count and batch size while its perfect-tree
+  // tables stay cache-resident (measured wins up to 24 MiB; losses from ~78 MiB), and the
+  // GEMM strategy, with T*I*L multiply-adds per row, never wins on this CPU. The batch size
+  // did not move any crossover.
   (void)batch;
-  if (s.max_depth <= kPttMaxDepth && s.max_depth <= 10) return Strategy::kPerfectTreeTraversal;
+  constexpr double kPttBudget = 32.0 * (1 << 20);
+  if (s.max_depth <= kPttMaxDepth && ptt_bytes(s, leaf_dim) <= kPttBudget) return Strategy::kPerfectTreeTraversal;
   return Strategy::kTreeTraversal;
 }
 
@@ -168,7 +171,7 @@ TreeModel::TreeModel(Ensemble e, Strategy strategy) : impl_(std::make_unique<Imp
     if (strategy == s) return true;
     if (strategy != Strategy::kAuto) return false;
     for (int64_t batch : {1, 100, 10000, 1000000})
-      if (choose_strategy(st, batch) == s) return true;
+      if (choose_strategy(st, e.leaf_dim, batch) == s) return true;
     return false;
   };
   autodiff::NoGradGuard no_grad;
@@ -196,7 +199,7 @@ bool TreeModel::has_program(Strategy s) const {
 }
 
 Strategy TreeModel::strategy_for(int64_t batch) const {
-  return impl_->strategy == Strategy::kAuto ? choose_strategy(impl_->st, batch) : impl_->strategy;
+  return impl_->strategy == Strategy::kAuto ? choose_strategy(impl_->st, impl_->e.leaf_dim, batch) : impl_->strategy;
 }
 
 Tensor TreeModel::predict_raw(const Tensor& X) const { return predict_raw(X, strategy_for(X.defined() && X.dim() == 2 ? X.size(0) : 0)); }

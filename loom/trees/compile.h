@@ -23,7 +23,7 @@ const char* strategy_name(Strategy s);         // "auto", "gemm", "tt", "ptt"
 Strategy parse_strategy(const std::string& s);  // throws loom::Error naming the choices
 
 // The strategy auto-selection runs for `batch` rows of an ensemble with these statistics.
-Strategy choose_strategy(const TreeStats& s, int64_t batch);
+Strategy choose_strategy(const TreeStats& s, int32_t leaf_dim, int64_t batch);
 
 class TreeModel {
  public:

@@ -55,6 +55,10 @@ PttTables build_ptt(const Ensemble& e) {
   LOOM_CHECK(s.max_depth <= kPttMaxDepth,
              "PerfectTreeTraversal: depth {} exceeds {} (2^depth nodes per tree); use the tt strategy", s.max_depth,
              kPttMaxDepth);
+  const double bytes = ptt_bytes(s, e.leaf_dim);
+  LOOM_CHECK(bytes <= static_cast<double>(kPttMaxBytes),
+             "PerfectTreeTraversal: {} trees completed to depth {} take {:.0f} MiB; use the tt strategy", s.n_trees,
+             s.max_depth, bytes / (1 << 20));
   PttTables p;
   fill_common(e, p);
   p.depth = s.max_depth;

@@ -13,6 +13,7 @@
 // Internal header of loom/trees (compile.cpp, traverse*.cpp).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -47,10 +48,15 @@ struct TtTables : TableCommon {
   std::vector<float> value;       // per global node * leaf_dim
 };
 
-// Deepest ensemble PTT accepts: 2^depth nodes per tree are materialised.
-constexpr int32_t kPttMaxDepth = 16;
+// Deepest ensemble PTT accepts, and the most memory its tables may take: every tree is
+// materialised with 2^depth - 1 internal nodes and 2^depth leaves.
+constexpr int32_t kPttMaxDepth = 20;
+constexpr int64_t kPttMaxBytes = int64_t{1} << 30;
+inline double ptt_bytes(const TreeStats& s, int32_t leaf_dim) {
+  return static_cast<double>(s.n_trees) * std::ldexp(1.0, s.max_depth) * (8.0 + 4.0 * leaf_dim);
+}
 
-PttTables build_ptt(const Ensemble& e);  // throws when deeper than kPttMaxDepth
+PttTables build_ptt(const Ensemble& e);  // throws beyond kPttMaxDepth / kPttMaxBytes
 TtTables build_tt(const Ensemble& e);
 
 // raw[n_rows, n_outputs] = base + sum of leaf values; X is row-major [n_rows, n_features].
