@@ -14,6 +14,9 @@
 #include "loom/models/models.h"
 #include "loom/nn/checkpoint.h"
 #include "loom/nn/optim.h"
+#include "loom/base/request_context.h"
+#include "loom/profile/sampler.h"
+#include "loom/profile/trace.h"
 
 namespace loom::cli {
 namespace {
@@ -24,6 +27,8 @@ struct TrainOptions {
   int64_t batch_size = 64, limit = 0;
   double lr = 0.05, momentum = 0.9, weight_decay = 0.0;
   uint64_t seed = 1;
+  std::string trace, sample_profile;
+  int sample_hz = 1000;
 };
 
 // Accuracy of `model` on a dataset, in eval mode, without recording.
@@ -107,6 +112,11 @@ int run_train(const TrainOptions& o) {
               o.model.c_str(), static_cast<long long>(model->num_parameters()), static_cast<long long>(train.size()),
               static_cast<long long>(test.size()), static_cast<long long>(o.batch_size), o.optimizer.c_str(), o.lr,
               num_threads(), static_cast<unsigned long long>(o.seed));
+  if (!o.trace.empty()) {
+    profile::set_thread_name("main");
+    profile::start_tracing();
+  }
+  if (!o.sample_profile.empty()) profile::start_sampling(o.sample_hz);
   data::DataLoader loader(train, o.batch_size, true, o.seed);
   const int64_t steps_per_epoch = loader.num_batches(), total_steps = steps_per_epoch * o.epochs;
   int64_t step = 0;
@@ -116,12 +126,27 @@ int run_train(const TrainOptions& o) {
     Progress bar(e + 1, o.epochs, train.size());
     double loss_sum = 0;
     int64_t seen = 0;
-    while (auto b = loader.next()) {
+    while (true) {
+      profile::Span step_span("step", "train");
+      auto b = loader.next();
+      if (!b) break;
+      RequestScope request(b->request);
+      profile::Span stage("train_step", "stage");  // the batch's second stage (Magpie paths)
       opt->set_lr(sched.lr_at(step++, total_steps));
-      Tensor loss = cross_entropy((*model)(b->inputs), b->labels);
-      opt->zero_grad();
-      loss.backward();
-      opt->step();
+      Tensor loss;
+      {
+        LOOM_TRACE_SCOPE("forward", "train");
+        loss = cross_entropy((*model)(b->inputs), b->labels);
+      }
+      {
+        LOOM_TRACE_SCOPE("backward", "train");
+        opt->zero_grad();
+        loss.backward();
+      }
+      {
+        LOOM_TRACE_SCOPE("optimizer", "train");
+        opt->step();
+      }
       const double l = loss.item_double();
       LOOM_CHECK(std::isfinite(l), "training diverged: loss is {} at step {} (lower --lr)", l, step);
       loss_sum += l * b->labels.numel();
@@ -134,6 +159,18 @@ int run_train(const TrainOptions& o) {
     std::printf("epoch %d: train_loss=%.4f test_accuracy=%.4f time=%.1fs samples/s=%.0f\n", e + 1, loss_sum / seen,
                 acc, train_time, seen / train_time);
     std::fflush(stdout);
+  }
+  if (!o.sample_profile.empty()) {
+    profile::SampleProfile p = profile::stop_sampling();
+    const std::string svg = profile::write_profile(p, o.sample_profile);
+    std::printf("%s", p.top_table(15).c_str());
+    std::printf("wrote %s and %s\n", o.sample_profile.c_str(), svg.c_str());
+  }
+  if (!o.trace.empty()) {
+    profile::stop_tracing();
+    profile::write_trace(o.trace);
+    std::printf("wrote trace %s (%zu events; open in ui.perfetto.dev, summarize with loom prof)\n", o.trace.c_str(),
+                profile::event_count());
   }
   if (!o.save.empty()) {
     nn::save_safetensors(o.save, model->state_dict(), {{"model", o.model}, {"format", "pt"}});
@@ -173,6 +210,10 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--seed", o->seed, "seed for initialization and shuffling")->capture_default_str();
   cmd->add_option("--limit", o->limit, "use only the first N training samples (quick runs)")->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   cmd->add_option("--save", o->save, "write the trained weights as safetensors to this path");
+  cmd->add_option("--sample-profile", o->sample_profile,
+                  "sample every thread's stacks; write folded stacks here and a flame graph beside it (.svg)");
+  cmd->add_option("--sample-hz", o->sample_hz, "samples per CPU-second per thread")->capture_default_str()->check(CLI::Range(1, 10000));
+  cmd->add_option("--trace", o->trace, "write a Chrome trace (ops, steps, data loading) to this JSON file");
   cmd->callback([o, &run] { run = [o] { return run_train(*o); }; });
 
   auto ck = std::make_shared<std::string>(), model = std::make_shared<std::string>("cnn"),

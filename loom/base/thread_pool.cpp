@@ -1,9 +1,13 @@
 #include "loom/base/thread_pool.h"
 
+#include <pthread.h>
+
 #include <chrono>
+#include <string>
 #include <cstdlib>
 
 #include "loom/base/error.h"
+#include "loom/base/request_context.h"
 
 namespace loom {
 namespace {
@@ -60,7 +64,9 @@ void ThreadPool::work_on(uint32_t gen) {
   }
 }
 
-void ThreadPool::worker_loop(int) {
+void ThreadPool::worker_loop(int index) {
+  // Named for profilers (the sampler's flame graphs, top, perf).
+  pthread_setname_np(pthread_self(), ("loom-pool-" + std::to_string(index)).c_str());
   uint64_t seen = 0;
   for (;;) {
     auto start = std::chrono::steady_clock::now();
@@ -86,7 +92,19 @@ void ThreadPool::run(int num_tasks, const std::function<void(int)>& fn) {
     for (int i = 0; i < num_tasks; ++i) fn(i);
     return;
   }
-  dispatch(num_tasks, fn);
+  dispatch_for_request(num_tasks, fn);
+}
+
+// Tasks run on behalf of the caller's request (request_context.h): a wrapper restores it on
+// the workers. Without a request the function is dispatched as is (no copy).
+void ThreadPool::dispatch_for_request(int num_tasks, const std::function<void(int)>& fn) {
+  const uint64_t req = current_request();
+  if (req == 0) return dispatch(num_tasks, fn);
+  const std::function<void(int)> wrapped = [req, &fn](int i) {
+    RequestScope scope(req);
+    fn(i);
+  };
+  dispatch(num_tasks, wrapped);
 }
 
 void ThreadPool::dispatch(int num_tasks, const std::function<void(int)>& fn) {
@@ -121,7 +139,7 @@ bool ThreadPool::try_run_team(int team, const std::function<void(int)>& fn) {
   if (!lock.owns_lock()) return false;
   // Tasks are claimed dynamically; a task blocked in a barrier cannot claim another, so
   // with team <= size() each task necessarily lands on a distinct thread.
-  dispatch(team, fn);
+  dispatch_for_request(team, fn);
   return true;
 }
 

@@ -41,6 +41,7 @@ class ThreadPool {
  private:
   void worker_loop(int index);
   void dispatch(int num_tasks, const std::function<void(int)>& fn);  // run_mutex_ held
+  void dispatch_for_request(int num_tasks, const std::function<void(int)>& fn);
   void work_on(uint32_t gen);
 
   std::vector<std::thread> workers_;

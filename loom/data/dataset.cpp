@@ -1,5 +1,10 @@
 #include "loom/data/dataset.h"
 
+#include <pthread.h>
+
+#include "loom/base/request_context.h"
+#include "loom/profile/trace.h"
+
 #include <cstring>
 #include <filesystem>
 
@@ -104,8 +109,22 @@ void DataLoader::start_epoch(int64_t epoch) {
   if (!prefetch_) return;
   worker_ = std::thread([this] {
     try {
+      profile::set_thread_name("data prefetch");
+      pthread_setname_np(pthread_self(), "loom-prefetch");
       for (int64_t b = 0; b < num_batches(); ++b) {
-        Batch batch = make_batch(b);
+        // Each batch is a request (Magpie): loaded here, queued, consumed by a training step.
+        Batch batch;
+        {
+          const uint64_t req = profile::tracing() ? new_request_id() : 0;
+          RequestScope scope(req);
+          profile::Span span("load_batch", "stage");
+          batch = make_batch(b);
+          if (span.active()) {
+            batch.request = req;
+            batch.flow = profile::new_flow_id();
+            profile::flow_start(batch.flow, "batch");
+          }
+        }
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return stop_ || queue_.size() < 2; });
         if (stop_) return;
@@ -128,11 +147,19 @@ std::optional<Batch> DataLoader::next() {
     return make_batch(next_batch_++);
   }
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return !queue_.empty() || done_; });
-  if (error_) std::rethrow_exception(error_);
-  if (queue_.empty()) return std::nullopt;
-  Batch b = std::move(queue_.front());
-  queue_.pop_front();
+  Batch b;
+  {
+    profile::Span span("wait_batch", "data");
+    cv_.wait(lock, [&] { return !queue_.empty() || done_; });
+    if (error_) std::rethrow_exception(error_);
+    if (queue_.empty()) return std::nullopt;
+    b = std::move(queue_.front());
+    queue_.pop_front();
+    if (b.flow) {
+      RequestScope scope(b.request);
+      profile::flow_end(b.flow, "batch");
+    }
+  }
   cv_.notify_all();
   return b;
 }

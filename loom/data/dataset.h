@@ -30,6 +30,9 @@ std::string default_fashion_mnist_dir();
 
 struct Batch {
   Tensor inputs, labels;
+  // Tracing (loom/profile): the request the batch belongs to and the flow linking the
+  // prefetch thread's "load_batch" span to the consumer. 0 when tracing is off.
+  uint64_t request = 0, flow = 0;
 };
 
 // Iterates a dataset in batches. Shuffling is a Fisher-Yates permutation drawn from Philox

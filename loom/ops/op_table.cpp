@@ -8,6 +8,7 @@
 
 #include "loom/autodiff/graph.h"
 #include "loom/base/thread_pool.h"
+#include "loom/profile/trace.h"
 #include "loom/tensor/kernels/cpu/conv.h"
 #include "loom/tensor/kernels/cpu/gemm.h"
 #include "loom/tensor/kernels/cpu/kernels.h"
@@ -655,6 +656,40 @@ const std::array<OpDef, static_cast<size_t>(OpKind::kCount)> kTable = {{
 const OpDef& op_def(OpKind op) { return kTable.at(static_cast<size_t>(op)); }
 const char* op_name(OpKind op) { return op_def(op).name; }
 
+double op_flops(OpKind op, const std::vector<Tensor>& in, const TensorMeta& meta) {
+  const double out_n = static_cast<double>(numel(meta.shape));
+  auto n = [](const Tensor& t) { return static_cast<double>(t.numel()); };
+  // Per output element of a convolution: one multiply-add per weight of one output channel.
+  auto per_channel = [&](const Shape& w) { return static_cast<double>(numel(w)) / std::max<int64_t>(1, w[0]); };
+  switch (op) {
+    case OpKind::kMatmul: return 2.0 * out_n * (in[0].dim() >= 1 ? static_cast<double>(in[0].shape().back()) : 1.0);
+    case OpKind::kConv2d: return 2.0 * out_n * per_channel(in[1].shape());
+    case OpKind::kConv2dBackwardInput: return 2.0 * n(in[0]) * per_channel(in[1].shape());
+    case OpKind::kConv2dBackwardWeight: return 2.0 * n(in[1]) * per_channel(meta.shape);
+    case OpKind::kSum: case OpKind::kAmax: case OpKind::kAmin: case OpKind::kArgmax:
+    case OpKind::kMaxPool2d: case OpKind::kAvgPool2d: case OpKind::kAvgPool2dBackward:
+      return n(in[0]);
+    case OpKind::kSoftmax: case OpKind::kLogSoftmax: return 4.0 * n(in[0]);
+    case OpKind::kCast: case OpKind::kIdentity: case OpKind::kGather: case OpKind::kScatterAdd:
+    case OpKind::kIndexSelect: case OpKind::kIndexAdd: case OpKind::kConcat: case OpKind::kReshape:
+    case OpKind::kPermute: case OpKind::kSlice: case OpKind::kSliceBackward: case OpKind::kExpand:
+      return 0.0;
+    default: return out_n;  // elementwise
+  }
+}
+
+std::string op_trace_args(OpKind op, const std::vector<Tensor>& in, const TensorMeta& meta) {
+  std::string shapes;
+  double bytes = static_cast<double>(numel(meta.shape)) * static_cast<double>(dtype_size(meta.dtype));
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (i) shapes += " ";
+    shapes += shape_str(in[i].shape());
+    bytes += static_cast<double>(in[i].nbytes());
+  }
+  return fmt::format(R"("shapes":"{}","out":"{}","dtype":"{}","flops":{:.0f},"bytes":{:.0f})", shapes,
+                     shape_str(meta.shape), dtype_name(meta.dtype), op_flops(op, in, meta), bytes);
+}
+
 Tensor apply(OpKind op, const std::vector<Tensor>& inputs, const Attrs& attrs) {
   const OpDef& def = op_def(op);
   if (def.arity >= 0) {
@@ -672,6 +707,8 @@ Tensor apply(OpKind op, const std::vector<Tensor>& inputs, const Attrs& attrs) {
     if (msg.rfind(def.name, 0) != 0) msg = std::string(def.name) + ": " + msg;
     throw Error(msg);
   }
+  profile::Span span(def.name, "op");
+  if (span.active()) span.set_args(op_trace_args(op, inputs, meta));
   std::vector<Tensor> res = def.forward(inputs, attrs, meta);
   Tensor out = res[0];
   // The output must be a fresh impl: autodiff state is attached to it.

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "loom/tensor/tensor.h"
@@ -74,7 +75,13 @@ struct OpDef {
 const OpDef& op_def(OpKind op);
 const char* op_name(OpKind op);
 
-// Runs a primitive: shape rule, kernel, then tape recording and tangent propagation.
+// Floating-point operations of one application (a multiply-add counts 2), and the profile
+// arguments of an op span (input shapes, output, dtype, flops, bytes moved).
+double op_flops(OpKind op, const std::vector<Tensor>& inputs, const TensorMeta& meta);
+std::string op_trace_args(OpKind op, const std::vector<Tensor>& inputs, const TensorMeta& meta);
+
+// Runs a primitive: shape rule, kernel, then tape recording and tangent propagation; traced as
+// an "op" span when loom/profile tracing is on.
 Tensor apply(OpKind op, const std::vector<Tensor>& inputs, const Attrs& attrs = {});
 
 // VJP and JVP rules (defined in vjp_jvp.cpp), referenced by the table.
