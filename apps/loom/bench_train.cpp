@@ -25,7 +25,10 @@ struct Rates {
   double train = 0, infer = 0;
 };
 
-Rates loom_rates(const std::string& model_name, int64_t batch, int steps, int64_t infer_batch) {
+}  // namespace
+
+std::vector<double> train_samples_per_s(const std::string& model_name, int64_t batch, int steps, int repeats,
+                                        const std::function<void(int)>& around) {
   manual_seed(0);
   auto model = models::make(model_name);
   nn::SGD opt(model->parameters(), {0.01, 0.9, 0.0, false});
@@ -38,20 +41,30 @@ Rates loom_rates(const std::string& model_name, int64_t batch, int steps, int64_
     opt.step();
   };
   for (int i = 0; i < 3; ++i) step();
-  double best = 1e30;
-  for (int r = 0; r < 3; ++r) {
+  std::vector<double> rates;
+  for (int r = 0; r < repeats; ++r) {
+    if (around) around(r);
     double t = now_seconds();
     for (int i = 0; i < steps; ++i) step();
-    best = std::min(best, now_seconds() - t);
+    rates.push_back(static_cast<double>(batch * steps) / (now_seconds() - t));
   }
+  if (around) around(-1);
+  return rates;
+}
+
+namespace {
+
+Rates loom_rates(const std::string& model_name, int64_t batch, int steps, int64_t infer_batch) {
   Rates out;
-  out.train = static_cast<double>(batch * steps) / best;
+  const std::vector<double> r = train_samples_per_s(model_name, batch, steps, 3, {});
+  out.train = *std::max_element(r.begin(), r.end());
+  auto model = models::make(model_name);
   model->eval();
   autodiff::NoGradGuard ng;
   Tensor xi = Tensor::randn({infer_batch, 1, 28, 28});
   for (int i = 0; i < 3; ++i) (*model)(xi);
   const int reps = std::max<int>(5, static_cast<int>(2000 / infer_batch));
-  best = 1e30;
+  double best = 1e30;
   for (int r = 0; r < 3; ++r) {
     double t = now_seconds();
     for (int i = 0; i < reps; ++i) (*model)(xi);

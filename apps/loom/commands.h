@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
+#include <vector>
 
 namespace loom::cli {
 
@@ -29,6 +31,12 @@ void add_bench_conv(CLI::App& bench, Runner& run);
 void add_bench_alloc(CLI::App& bench, Runner& run);
 void add_bench_train(CLI::App& bench, Runner& run);
 void add_bench_trees(CLI::App& bench, Runner& run);  // trees and trees-crossover
+
+// Training samples/s of a named model on random data (SGD, momentum 0.9), one figure per
+// repetition of `steps` steps; around(r) runs before repetition r and around(-1) at the end.
+std::vector<double> train_samples_per_s(const std::string& model, int64_t batch, int steps, int repeats,
+                                        const std::function<void(int)>& around);
+void add_bench_profile(CLI::App& bench, Runner& run);
 
 // Parses "1,2,4" into integers; throws loom::Error naming the option on bad input.
 std::vector<int> parse_int_list(const std::string& s, const char* option);

@@ -378,6 +378,8 @@ void start_sampling(int hz) {
   LOOM_CHECK(hz >= 1 && hz <= 10000, "sampler: rate {} Hz outside 1..10000", hz);
   auto st = std::make_unique<State>();
   st->hz = hz;
+  const char* mech = std::getenv("LOOM_SAMPLER");
+  st->use_perf = !(mech && std::string(mech) == "timer");  // LOOM_SAMPLER=timer forces the fallback
   st->active.store(&st->buffers[0]);
   auto m = read_mappings();
   st->maps.store(m.get());

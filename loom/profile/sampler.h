@@ -7,7 +7,8 @@
 // perf_event_paranoid <= 2 and needing no hardware counters, which this VM lacks), set to
 // deliver SIGPROF to that thread on every overflow. Where perf events are not allowed, a
 // POSIX timer on the thread's CPU-time clock (timer_create + SIGEV_THREAD_ID) instead; those
-// fire on scheduler ticks, so their rate is capped at CONFIG_HZ (250/s here). Either way each
+// fire on scheduler ticks, so their rate is capped at CONFIG_HZ (250/s here);
+// LOOM_SAMPLER=timer forces them. Either way each
 // thread is sampled in proportion to the CPU it uses, `hz` samples per CPU-second (default
 // 1 kHz, up to 10 kHz). A helper thread arms threads that appear later and drains the
 // buffers. The SIGPROF handler is async-signal-safe: it walks the frame-pointer chain (Loom

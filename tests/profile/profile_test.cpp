@@ -261,6 +261,20 @@ TEST(Sampler, MostSamplesLandInTheHotFunction) {
   EXPECT_THROW(parse_folded("a;b notanumber\n", "bad"), Error);
 }
 
+TEST(Sampler, TimerFallbackWorks) {
+  setenv("LOOM_SAMPLER", "timer", 1);
+  start_sampling(200);
+  unsetenv("LOOM_SAMPLER");
+  const double cpu0 = static_cast<double>(std::clock()) / CLOCKS_PER_SEC;
+  double sink = 0;
+  while (static_cast<double>(std::clock()) / CLOCKS_PER_SEC - cpu0 < 0.4) sink += loom_test_hot_function(2000000);
+  SampleProfile p = stop_sampling();
+  EXPECT_GT(sink, 0);
+  EXPECT_NE(p.mechanism.find("timers"), std::string::npos);
+  ASSERT_GE(p.samples, 40) << p.top_table();
+  EXPECT_GE(p.samples_in("loom_test_hot_function"), p.samples * 7 / 10) << p.top_table();
+}
+
 TEST(Sampler, SamplesWorkerThreadsToo) {
   set_num_threads(2);
   start_sampling(1000);
