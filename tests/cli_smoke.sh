@@ -25,6 +25,20 @@ if [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   out=$("$loom" eval --checkpoint "$ck" --model cnn 2>&1); rc=$?
   [ $rc -ne 0 ] && echo "$out" | grep -q "does not match" || fail "eval with the wrong model: $out"
   rm -f "$ck"
+  # Profiling: a traced and sampled run, then the summary, the checker and the request paths.
+  tr="${TMPDIR:-/tmp}/loom_smoke_trace_$$"
+  out=$("$loom" train --model mlp --epochs 1 --limit 256 --batch-size 64 --trace "$tr.json" \
+        --sample-profile "$tr.folded" 2>&1) || fail "train --trace: $out"
+  [ -s "$tr.json" ] && [ -s "$tr.folded" ] && [ -s "$tr.svg" ] || fail "trace/profile files missing: $out"
+  out=$("$loom" prof "$tr.json" 2>&1) || fail "prof: $out"
+  echo "$out" | grep -q "matmul" || fail "prof table has no matmul row: $out"
+  "$loom" prof "$tr.json" --check >/dev/null || fail "prof --check found problems"
+  out=$("$loom" prof "$tr.json" --requests 2>&1) || fail "prof --requests: $out"
+  echo "$out" | grep -q "load_batch>train_step" || fail "no load_batch>train_step request path: $out"
+  out=$("$loom" prof "$tr.folded" --folded 2>&1) || fail "prof --folded: $out"
+  out=$("$loom" prof "$tr.folded" 2>&1); rc=$?
+  [ $rc -ne 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "prof of a non-JSON file: rc=$rc '$out'"
+  rm -f "$tr.json" "$tr.folded" "$tr.svg"
 fi
 # Trees: compile a golden XGBoost model, predict from CSV (header, a missing value), bad input.
 src=$(cd "$(dirname "$0")/.." && pwd)

@@ -14,7 +14,8 @@ namespace loom::cli {
 namespace {
 
 struct ProfOptions {
-  std::string file, by = "name", svg;
+  std::string file, by = "name", svg, timeline;
+  double from_ms = 0, to_ms = 0;
   bool json = false, requests = false, check = false, folded = false;
   int top = 25;
 };
@@ -36,6 +37,16 @@ int run_prof(const ProfOptions& o) {
     return 0;
   }
   profile::Trace t = profile::load_trace(o.file);
+  if (!o.timeline.empty()) {
+    std::ofstream out(o.timeline);
+    LOOM_CHECK(out.good(), "cannot write {}", o.timeline);
+    double t0 = 1e300;
+    for (const auto& e : t.events)
+      if (e.ph == 'X') t0 = std::min(t0, e.ts);
+    out << profile::timeline_svg(t, t0 + o.from_ms * 1e3, o.to_ms > o.from_ms ? t0 + o.to_ms * 1e3 : 0);
+    std::printf("wrote timeline %s\n", o.timeline.c_str());
+    return 0;
+  }
   if (o.check) {
     const auto problems = profile::check_trace(t);
     for (const auto& p : problems) std::printf("%s\n", p.c_str());
@@ -70,6 +81,9 @@ void add_prof(CLI::App& app, Runner& run) {
   cmd->add_flag("--check", o->check, "validate the trace (nesting, timestamps, flows); exit 1 on problems");
   cmd->add_flag("--folded", o->folded, "FILE is folded stacks (loom train --sample-profile): top table");
   cmd->add_option("--svg", o->svg, "with --folded: write a flame graph");
+  cmd->add_option("--timeline", o->timeline, "draw the trace (or a window of it) as an SVG timeline");
+  cmd->add_option("--from-ms", o->from_ms, "timeline window start, ms after the first span");
+  cmd->add_option("--to-ms", o->to_ms, "timeline window end, ms after the first span");
   cmd->add_option("--top", o->top, "rows of the top table")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->callback([o, &run] { run = [o] { return run_prof(*o); }; });
 }

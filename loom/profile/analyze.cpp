@@ -190,6 +190,79 @@ std::string summary_json(const std::vector<SpanStats>& stats) {
   return arr.dump(2);
 }
 
+std::string timeline_svg(const Trace& t, double t0, double t1, int width) {
+  double lo = 1e300, hi = -1e300;
+  for (const TraceEvent& e : t.events)
+    if (e.ph == 'X') {
+      lo = std::min(lo, e.ts);
+      hi = std::max(hi, e.ts + e.dur);
+    }
+  if (t1 <= t0) {
+    t0 = lo;
+    t1 = hi;
+  }
+  if (!(t1 > t0)) return "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n";
+  // Lanes: threads in order of first event; depth from nesting.
+  std::vector<int> tids;
+  std::map<int, std::vector<std::pair<const TraceEvent*, int>>> spans;  // tid -> (span, depth)
+  std::map<int, std::vector<double>> open_ends;
+  for (const TraceEvent& e : t.events) {
+    if (e.ph != 'X') continue;
+    if (!spans.count(e.tid)) tids.push_back(e.tid);
+    auto& ends = open_ends[e.tid];
+    while (!ends.empty() && ends.back() <= e.ts) ends.pop_back();
+    spans[e.tid].push_back({&e, static_cast<int>(ends.size())});
+    ends.push_back(e.ts + e.dur);
+  }
+  const double left = 150, row = 14, scale = (width - left - 10) / (t1 - t0);
+  std::map<int, double> lane_y;
+  double y = 40;
+  std::string body;
+  for (int tid : tids) {
+    int depth = 0;
+    for (auto& [e, d] : spans[tid]) depth = std::max(depth, d + 1);
+    lane_y[tid] = y;
+    auto name = t.thread_names.find(tid);
+    body += fmt::format("<text x=\"5\" y=\"{:.1f}\" font-size=\"12\">{}</text>\n", y + 11,
+                        name != t.thread_names.end() ? name->second : fmt::format("thread {}", tid));
+    for (auto& [e, d] : spans[tid]) {
+      if (e->ts + e->dur < t0 || e->ts > t1) continue;
+      const double x = left + (std::max(e->ts, t0) - t0) * scale;
+      const double w = std::max(0.5, (std::min(e->ts + e->dur, t1) - std::max(e->ts, t0)) * scale);
+      const size_t h = std::hash<std::string>()(e->cat + e->name);
+      body += fmt::format(
+          "<g><title>{} ({}) {:.1f} us</title><rect x=\"{:.2f}\" y=\"{:.1f}\" width=\"{:.2f}\" height=\"{}\" "
+          "fill=\"hsl({},55%,{}%)\"/>",
+          e->name, e->cat, e->dur, x, y + d * row, w, row - 1, h % 360, e->cat == "op" ? 70 : 55);
+      if (w > 7.0 * static_cast<double>(e->name.size()))
+        body += fmt::format("<text x=\"{:.2f}\" y=\"{:.1f}\" font-size=\"10\">{}</text>", x + 2, y + d * row + 10,
+                            e->name);
+      body += "</g>\n";
+    }
+    y += depth * row + 12;
+  }
+  // Flow arrows: start (s) to end (f), drawn between lanes.
+  std::map<uint64_t, const TraceEvent*> starts;
+  for (const TraceEvent& e : t.events)
+    if (e.ph == 's') starts[e.id] = &e;
+  for (const TraceEvent& e : t.events) {
+    if (e.ph != 'f' || !starts.count(e.id)) continue;
+    const TraceEvent& s = *starts[e.id];
+    if (s.ts < t0 || e.ts > t1 || !lane_y.count(s.tid) || !lane_y.count(e.tid)) continue;
+    body += fmt::format("<line x1=\"{:.2f}\" y1=\"{:.1f}\" x2=\"{:.2f}\" y2=\"{:.1f}\" stroke=\"#333\" "
+                        "stroke-width=\"1\" marker-end=\"url(#arrow)\"/>\n",
+                        left + (s.ts - t0) * scale, lane_y[s.tid] + 6, left + (e.ts - t0) * scale, lane_y[e.tid] + 6);
+  }
+  std::string out = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{:.0f}\" font-family=\"sans-serif\">\n"
+      "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"6\" "
+      "markerHeight=\"6\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\"/></marker></defs>\n"
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      "<text x=\"5\" y=\"20\" font-size=\"14\">trace window {:.3f} ms ({:.1f} .. {:.1f} us)</text>\n",
+      width, y + 10, (t1 - t0) / 1000, t0, t1);
+  return out + body + "</svg>\n";
+}
+
 // ---- Magpie --------------------------------------------------------------------------------
 
 std::string RequestPath::signature() const {

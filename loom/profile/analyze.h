@@ -46,6 +46,11 @@ std::vector<SpanStats> summarize(const Trace& t, bool by_shape);
 std::string format_summary(const std::vector<SpanStats>& s);
 std::string summary_json(const std::vector<SpanStats>& s);
 
+// A picture of a trace window [t0, t1) (µs; t1 <= t0 means the whole trace): one lane per
+// thread, spans stacked by nesting depth, flows as arrows. For docs and quick looks; the
+// interactive view is Perfetto.
+std::string timeline_svg(const Trace& t, double t0 = 0, double t1 = 0, int width = 1200);
+
 // ---- Magpie request paths --------------------------------------------------------------
 struct PathStage {
   std::string name;
