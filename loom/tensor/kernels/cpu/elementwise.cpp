@@ -18,10 +18,12 @@ namespace loom::cpu {
 namespace avx512 {
 void unary_f32(UnaryOp op, const float* x, float* y, int64_t n);
 void binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
+void where_f32(const bool* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
 }  // namespace avx512
 namespace generic {
 void unary_f32(UnaryOp op, const float* x, float* y, int64_t n);
 void binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
+void where_f32(const bool* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
 }  // namespace generic
 
 namespace {
@@ -232,6 +234,14 @@ namespace {
 // out[i] = c[i*sc] ? a[i*sa] : b[i*sb] over contiguous data (strides 0 or 1).
 template <typename T>
 void where_flat(const bool* pc, int64_t sc, const T* pa, int64_t sa, const T* pb, int64_t sb, T* po, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {  // the per-ISA loops (elementwise_simd.h)
+    const bool wide = active_isa() == Isa::kAvx512;
+    parallel_for(0, n, kParallelGrain, [&](int64_t lo, int64_t hi) {
+      auto* f = wide ? avx512::where_f32 : generic::where_f32;
+      f(pc + lo * sc, sc, pa + lo * sa, sa, pb + lo * sb, sb, po + lo, hi - lo);
+    });
+    return;
+  }
   parallel_for(0, n, kParallelGrain, [&](int64_t lo, int64_t hi) {
     if constexpr (sizeof(T) == 4 || sizeof(T) == 8) {
       // Bitwise select: the condition (e.g. relu's mask) is data-dependent and random, so a

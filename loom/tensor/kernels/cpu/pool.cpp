@@ -3,10 +3,15 @@
 #include <limits>
 #include <type_traits>
 
+#include "loom/base/cpu.h"
 #include "loom/base/thread_pool.h"
 #include "loom/tensor/kernels/cpu/conv.h"
 
 namespace loom::cpu {
+namespace detail {
+void max_pool2x2_plane_avx512(const float* in, int64_t W, int64_t OH, int64_t OW, float* y, int64_t* idx);
+// (pool_avx512.cpp)
+}
 namespace {
 
 // m all-ones -> a, m zero -> b, without a branch.
@@ -33,6 +38,13 @@ PoolGeom pool_geometry(const Shape& xs, const Pool2dParams& p, const char* op) {
   return g;
 }
 
+// A whole 2x2 plane by the vector kernel (f32 only); false when it does not apply.
+inline bool pool2x2_plane_fast(const float* in, const PoolGeom& g, float* y, int64_t* idx) {
+  detail::max_pool2x2_plane_avx512(in, g.W, g.OH, g.OW, y, idx);
+  return true;
+}
+inline bool pool2x2_plane_fast(const double*, const PoolGeom&, double*, int64_t*) { return false; }
+
 }  // namespace
 
 void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx) {
@@ -43,9 +55,11 @@ void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx) 
     scalar_t* py = y.data<scalar_t>();
     const bool k2 = p.kernel_h == 2 && p.kernel_w == 2 && p.stride_h == 2 && p.stride_w == 2 && p.pad_h == 0 &&
                     p.pad_w == 0;
+    const bool use_avx512 = active_isa() >= Isa::kAvx512 && g.H * g.W < (int64_t{1} << 31);
     parallel_for(0, g.planes, 8, [&](int64_t lo, int64_t hi) {
       for (int64_t pl = lo; pl < hi; ++pl) {
         const scalar_t* in = px + pl * g.H * g.W;
+        if (k2 && use_avx512 && pool2x2_plane_fast(in, g, py + pl * g.OH * g.OW, pi + pl * g.OH * g.OW)) continue;
         if (k2) {
           // The common 2x2/2 window: no bounds checks, first maximum wins, NaN propagates.
           for (int64_t oh = 0; oh < g.OH; ++oh) {
