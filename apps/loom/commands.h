@@ -16,6 +16,7 @@ void add_bench(CLI::App& app, Runner& run);
 void add_train(CLI::App& app, Runner& run);  // train and eval
 void add_trees(CLI::App& app, Runner& run);  // trees compile|predict|info
 void add_prof(CLI::App& app, Runner& run);
+void add_sim(CLI::App& app, Runner& run);  // sim omega, omega-sweep
 
 // Benchmarks (bench_gemm.cpp, bench_conv.cpp).
 struct BenchCommon {

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   loom::cli::add_train(app, run);
   loom::cli::add_trees(app, run);
   loom::cli::add_prof(app, run);
+  loom::cli::add_sim(app, run);
   loom::cli::add_bench(app, run);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,195 @@
+// `loom sim omega` (one run) and `loom sim omega-sweep` (the paper's experiments as tables):
+// cluster-scheduler architectures in the Omega lightweight simulator (loom/sched/omega.h).
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "apps/loom/commands.h"
+#include "loom/base/error.h"
+#include "loom/sched/omega.h"
+
+namespace loom::cli {
+namespace {
+
+struct SimOptions {
+  sched::OmegaOptions o;
+  std::string arch = "omega", conflict = "fine", commit = "incremental", trace, json, sweep = "decision-time";
+  double service_tjob = 0.1, batch_tjob = 0.1;
+};
+
+void apply(SimOptions& s) {
+  s.o.arch = sched::parse_architecture(s.arch);
+  LOOM_CHECK(s.conflict == "coarse" || s.conflict == "fine", "--conflict: '{}' is not coarse or fine", s.conflict);
+  LOOM_CHECK(s.commit == "gang" || s.commit == "incremental", "--commit: '{}' is not gang or incremental", s.commit);
+  s.o.conflict = s.conflict == "coarse" ? sched::ConflictMode::kCoarse : sched::ConflictMode::kFine;
+  s.o.commit = s.commit == "gang" ? sched::CommitMode::kGang : sched::CommitMode::kIncremental;
+  s.o.service.t_job = s.service_tjob;
+  s.o.batch.t_job = s.batch_tjob;
+}
+
+nlohmann::json record(const sched::OmegaOptions& o, const sched::OmegaResult& r) {
+  nlohmann::json scheds = nlohmann::json::array();
+  for (const auto& s : r.schedulers)
+    scheds.push_back({{"name", s.name}, {"busy", s.busy}, {"wasted", s.wasted}, {"transactions", s.transactions},
+                      {"conflicted", s.conflicted}, {"conflict_fraction", s.conflict_fraction()}});
+  auto type = [](const sched::TypeMetrics& t) {
+    return nlohmann::json{{"jobs", t.jobs},           {"scheduled", t.scheduled},   {"abandoned", t.abandoned},
+                          {"wait_mean", t.wait_mean}, {"wait_p90", t.wait_p90},     {"placed_mean", t.placed_mean},
+                          {"placed_p90", t.placed_p90}, {"attempts_mean", t.attempts_mean}};
+  };
+  return {{"arch", sched::architecture_name(o.arch)},
+          {"conflict", o.conflict == sched::ConflictMode::kCoarse ? "coarse" : "fine"},
+          {"commit", o.commit == sched::CommitMode::kGang ? "gang" : "incremental"},
+          {"service_tjob", o.service.t_job},
+          {"batch_tjob", o.batch.t_job},
+          {"batch_schedulers", o.batch_schedulers},
+          {"machines", o.machines},
+          {"hours", o.hours},
+          {"seed", o.seed},
+          {"batch", type(r.batch)},
+          {"service", type(r.service)},
+          {"schedulers", scheds},
+          {"conflict_fraction", r.conflict_fraction()},
+          {"utilization_cpu", r.utilization_cpu},
+          {"wall_seconds", r.wall_seconds},
+          {"events", r.events}};
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  if (path.empty()) return;
+  std::ofstream out(path);
+  LOOM_CHECK(out.good(), "cannot write {}", path);
+  out << j.dump(2) << "\n";
+}
+
+int run_one(SimOptions s) {
+  apply(s);
+  std::vector<sched::JobSpec> jobs = s.trace.empty() ? sched::generate_workload(s.o) : sched::read_workload(s.trace);
+  const sched::OmegaResult r = sched::simulate_omega(s.o, jobs);
+  std::printf("%s", sched::format_result(s.o, r).c_str());
+  write_json(s.json, record(s.o, r));
+  return 0;
+}
+
+const sched::SchedulerMetrics& find_sched(const sched::OmegaResult& r, const std::string& name) {
+  for (const auto& s : r.schedulers)
+    if (s.name == name) return s;
+  return r.schedulers.front();
+}
+
+int run_sweep(SimOptions s) {
+  apply(s);
+  nlohmann::json records = nlohmann::json::array();
+  const std::vector<double> tjobs = {0.1, 1, 3, 10, 30, 100};
+  if (s.sweep == "decision-time") {
+    // Omega paper Fig. 5/6: the service scheduler's decision time grows; who suffers?
+    std::printf("%-12s %8s %12s %12s %14s %12s %10s\n", "arch", "t_job(s)", "batch_wait", "service_wait",
+                "svc/mono_busy", "batch_busy", "abandoned");
+    for (const std::string arch : {"mono-single", "mono-multi", "mesos", "omega"}) {
+      for (double t : tjobs) {
+        SimOptions x = s;
+        x.arch = arch;
+        x.service_tjob = t;
+        apply(x);
+        const sched::OmegaResult r = sched::simulate_omega(x.o);
+        const bool mono = arch.rfind("mono", 0) == 0;
+        const double svc_busy = r.schedulers[0].busy;
+        const double batch_busy = mono ? r.schedulers[0].busy : find_sched(r, "batch").busy;
+        std::printf("%-12s %8.1f %11.2fs %11.2fs %13.1f%% %11.1f%% %10lld\n", arch.c_str(), t, r.batch.wait_mean,
+                    r.service.wait_mean, 100 * svc_busy, 100 * batch_busy,
+                    static_cast<long long>(r.batch.abandoned + r.service.abandoned));
+        std::fflush(stdout);
+        records.push_back(record(x.o, r));
+      }
+    }
+  } else if (s.sweep == "conflicts") {
+    // Omega paper Fig. 7/8: conflict fraction against the service decision time, for the
+    // conflict-detection and commit modes.
+    std::printf("%-7s %-12s %8s %12s %12s %12s %12s\n", "detect", "commit", "t_job(s)", "svc_conflict", "svc_busy",
+                "svc_wasted", "batch_wait");
+    for (const std::string conflict : {"coarse", "fine"}) {
+      for (const std::string commit : {"gang", "incremental"}) {
+        for (double t : tjobs) {
+          SimOptions x = s;
+          x.arch = "omega";
+          x.conflict = conflict;
+          x.commit = commit;
+          x.service_tjob = t;
+          apply(x);
+          const sched::OmegaResult r = sched::simulate_omega(x.o);
+          const auto& svc = find_sched(r, "service");
+          std::printf("%-7s %-12s %8.1f %11.2f%% %11.1f%% %11.1f%% %11.2fs\n", conflict.c_str(), commit.c_str(), t,
+                      100 * svc.conflict_fraction(), 100 * svc.busy, 100 * svc.wasted, r.batch.wait_mean);
+          std::fflush(stdout);
+          records.push_back(record(x.o, r));
+        }
+      }
+    }
+  } else if (s.sweep == "scaling") {
+    // Omega paper Fig. 9: a batch workload too heavy for one scheduler, spread over several.
+    std::printf("%10s %12s %12s %14s %12s\n", "batch_scheds", "batch_wait", "batch_busy", "batch_conflict",
+                "abandoned");
+    for (int k : {1, 2, 3, 4, 6, 8}) {
+      SimOptions x = s;
+      x.arch = "omega";
+      x.o.batch_schedulers = k;
+      x.batch_tjob = s.batch_tjob < 0.5 ? 1.0 : s.batch_tjob;  // 1 s + 5 ms/task: one scheduler saturates
+      apply(x);
+      const sched::OmegaResult r = sched::simulate_omega(x.o);
+      double busy = 0;
+      int64_t tr = 0, co = 0;
+      for (const auto& sc : r.schedulers)
+        if (sc.name != "service") busy += sc.busy / k, tr += sc.transactions, co += sc.conflicted;
+      std::printf("%10d %11.2fs %11.1f%% %13.2f%% %12lld\n", k, r.batch.wait_mean, 100 * busy,
+                  tr ? 100.0 * co / tr : 0.0, static_cast<long long>(r.batch.abandoned));
+      std::fflush(stdout);
+      records.push_back(record(x.o, r));
+    }
+  } else {
+    LOOM_THROW("--sweep: '{}' is not decision-time, conflicts or scaling", s.sweep);
+  }
+  write_json(s.json, records);
+  return 0;
+}
+
+void add_common(CLI::App* cmd, SimOptions& s) {
+  cmd->add_option("--machines", s.o.machines, "machines in the cell")->capture_default_str()->check(CLI::Range(1, 10000000));
+  cmd->add_option("--hours", s.o.hours, "simulated time")->capture_default_str()->check(CLI::Range(0.001, 10000.0));
+  cmd->add_option("--seed", s.o.seed, "workload and placement seed")->capture_default_str();
+  cmd->add_option("--batch-tjob", s.batch_tjob, "batch decision time per job (s)")->capture_default_str();
+  cmd->add_option("--batch-ttask", s.o.batch.t_task, "batch decision time per task (s)")->capture_default_str();
+  cmd->add_option("--service-ttask", s.o.service.t_task, "service decision time per task (s)")->capture_default_str();
+  cmd->add_option("--initial-fill", s.o.initial_fill, "CPU fraction held by long-running tasks at t=0")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--max-attempts", s.o.max_attempts, "attempts before a job is abandoned")->capture_default_str();
+  cmd->add_option("--json", s.json, "write the result(s) as JSON");
+}
+
+}  // namespace
+
+void add_sim(CLI::App& app, Runner& run) {
+  auto* sim = app.add_subcommand("sim", "Cluster-scheduling simulators (Omega)");
+  sim->require_subcommand(1);
+  auto s = std::make_shared<SimOptions>();
+  auto* one = sim->add_subcommand("omega", "One run of the Omega lightweight simulator");
+  add_common(one, *s);
+  one->add_option("--arch", s->arch, "mono-single, mono-multi, mesos or omega")->capture_default_str();
+  one->add_option("--service-tjob", s->service_tjob, "service decision time per job (s)")->capture_default_str();
+  one->add_option("--batch-schedulers", s->o.batch_schedulers, "parallel batch schedulers (omega, mesos)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  one->add_option("--conflict", s->conflict, "omega conflict detection: coarse or fine")->capture_default_str();
+  one->add_option("--commit", s->commit, "omega commits: gang or incremental")->capture_default_str();
+  one->add_option("--trace", s->trace, "workload CSV (submit_s,type,tasks,duration_s,cpu,mem_gb) instead of generating");
+  one->callback([s, &run] { run = [s] { return run_one(*s); }; });
+
+  auto w = std::make_shared<SimOptions>();
+  w->o.hours = 6;
+  auto* sweep = sim->add_subcommand("omega-sweep", "The Omega paper's experiments as tables (see experiments/omega)");
+  add_common(sweep, *w);
+  sweep->add_option("--sweep", w->sweep, "decision-time, conflicts or scaling")->capture_default_str();
+  sweep->callback([w, &run] { run = [w] { return run_sweep(*w); }; });
+}
+
+}  // namespace loom::cli
