@@ -40,6 +40,11 @@ if [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   [ $rc -ne 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "prof of a non-JSON file: rc=$rc '$out'"
   rm -f "$tr.json" "$tr.folded" "$tr.svg"
 fi
+# Scheduling simulator: a small run, and a bad architecture.
+out=$("$loom" sim omega --machines 200 --hours 0.5 2>&1) || fail "sim omega: $out"
+echo "$out" | grep -q "CPU utilization" || fail "sim omega printed no utilization: $out"
+out=$("$loom" sim omega --arch borg 2>&1); rc=$?
+[ $rc -ne 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "sim omega --arch borg: rc=$rc '$out'"
 # Trees: compile a golden XGBoost model, predict from CSV (header, a missing value), bad input.
 src=$(cd "$(dirname "$0")/.." && pwd)
 tmp="${TMPDIR:-/tmp}/loom_smoke_trees_$$"
