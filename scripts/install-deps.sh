@@ -10,6 +10,8 @@ pkgs=(
   cmake ninja-build g++ make pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev
+  # COIN-OR CLP: the LP solver behind Gavel's scheduling policies (loom/sched/gavel).
+  coinor-libclp-dev
   # Fashion-MNIST in IDX format under /usr/share/datasets/fashion-mnist (loom train).
   dataset-fashion-mnist
   # Peers, used only by `loom bench` (loaded at run time, never needed to build Loom).

@@ -1,11 +1,14 @@
 // `loom sim omega` (one run) and `loom sim omega-sweep` (the paper's experiments as tables):
 // cluster-scheduler architectures in the Omega lightweight simulator (loom/sched/omega.h).
+#include <algorithm>
 #include <fstream>
+#include <sstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "apps/loom/commands.h"
 #include "loom/base/error.h"
+#include "loom/sched/gavel.h"
 #include "loom/sched/omega.h"
 
 namespace loom::cli {
@@ -166,10 +169,87 @@ void add_common(CLI::App* cmd, SimOptions& s) {
   cmd->add_option("--json", s.json, "write the result(s) as JSON");
 }
 
+struct GavelCli {
+  sched::GavelOptions o;
+  std::string policy = "max_min", cluster = "v100=12,p100=12,k80=12", trace, json;
+  std::string throughputs = "data/gavel/simulation_throughputs.json";
+  std::string policies = "max_min,max_min_agnostic,fifo", rates_x100 = "20,30,40,50,60,70";
+};
+
+// "v100=12,p100=12,k80=12" in the data's type order.
+std::vector<int32_t> parse_cluster(const std::string& s, const sched::GavelThroughputs& t) {
+  std::vector<int32_t> out(t.gpu_types.size(), 0);
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const size_t eq = item.find('=');
+    LOOM_CHECK(eq != std::string::npos, "--cluster: '{}' is not type=count", item);
+    const std::string type = item.substr(0, eq);
+    const auto it = std::find(t.gpu_types.begin(), t.gpu_types.end(), type);
+    LOOM_CHECK(it != t.gpu_types.end(), "--cluster: unknown accelerator type '{}' (k80, p100, v100)", type);
+    char* end = nullptr;
+    const long n = std::strtol(item.c_str() + eq + 1, &end, 10);
+    LOOM_CHECK(*end == '\0' && n >= 0 && n < 1000000, "--cluster: bad count in '{}'", item);
+    out[it - t.gpu_types.begin()] = static_cast<int32_t>(n);
+  }
+  return out;
+}
+
+nlohmann::json gavel_record(const GavelCli& g, const sched::GavelResult& r) {
+  return {{"policy", sched::gavel_policy_name(g.o.policy)}, {"cluster", g.cluster}, {"jobs_per_hour", g.o.jobs_per_hour},
+          {"jobs", r.jobs}, {"avg_jct_h", r.avg_jct_h}, {"p90_jct_h", r.p90_jct_h}, {"makespan_h", r.makespan_h},
+          {"utilization", r.utilization}, {"ftf_mean", r.ftf_mean}, {"ftf_max", r.ftf_max}, {"rounds", r.rounds},
+          {"lp_solves", r.lp_solves}, {"wall_seconds", r.wall_seconds}, {"seed", g.o.seed}};
+}
+
+int run_gavel(GavelCli g) {
+  const sched::GavelThroughputs t = sched::GavelThroughputs::load(g.throughputs);
+  g.o.policy = sched::parse_gavel_policy(g.policy);
+  g.o.cluster = parse_cluster(g.cluster, t);
+  const auto jobs = g.trace.empty() ? sched::generate_gavel_jobs(t, g.o) : sched::read_gavel_trace(g.trace);
+  const sched::GavelResult r = sched::simulate_gavel(t, g.o, jobs);
+  std::printf("gavel sim: policy %s, cluster %s, %lld jobs%s\n", g.policy.c_str(), g.cluster.c_str(),
+              static_cast<long long>(r.jobs),
+              g.trace.empty() ? fmt::format(" at {} jobs/h", g.o.jobs_per_hour).c_str() : (" from " + g.trace).c_str());
+  std::printf("avg JCT %.2f h (p90 %.2f h), makespan %.1f h, utilization %.1f%%, finish-time fairness mean %.2f max %.2f\n",
+              r.avg_jct_h, r.p90_jct_h, r.makespan_h, 100 * r.utilization, r.ftf_mean, r.ftf_max);
+  std::printf("%lld rounds of %.0f s, %lld policy solves, %.2f s wall\n", static_cast<long long>(r.rounds),
+              g.o.round_s, static_cast<long long>(r.lp_solves), r.wall_seconds);
+  write_json(g.json, gavel_record(g, r));
+  return 0;
+}
+
+// Average JCT against the job arrival rate, per policy (Gavel Fig. 9 style).
+int run_gavel_sweep(GavelCli g) {
+  const sched::GavelThroughputs t = sched::GavelThroughputs::load(g.throughputs);
+  g.o.cluster = parse_cluster(g.cluster, t);
+  nlohmann::json records = nlohmann::json::array();
+  std::printf("%-18s %8s %10s %10s %11s %8s %8s\n", "policy", "jobs/h", "avg_jct_h", "p90_jct_h", "utilization",
+              "ftf_max", "wall_s");
+  std::stringstream ps(g.policies);
+  std::string policy;
+  while (std::getline(ps, policy, ',')) {
+    for (int rate10 : parse_int_list(g.rates_x100, "--rates")) {
+      GavelCli x = g;
+      x.policy = policy;
+      x.o.policy = sched::parse_gavel_policy(policy);
+      x.o.jobs_per_hour = rate10 / 100.0;
+      const auto jobs = sched::generate_gavel_jobs(t, x.o);
+      const sched::GavelResult r = sched::simulate_gavel(t, x.o, jobs);
+      std::printf("%-18s %8.2f %10.2f %10.2f %10.1f%% %8.2f %8.2f\n", policy.c_str(), x.o.jobs_per_hour, r.avg_jct_h,
+                  r.p90_jct_h, 100 * r.utilization, r.ftf_max, r.wall_seconds);
+      std::fflush(stdout);
+      records.push_back(gavel_record(x, r));
+    }
+  }
+  write_json(g.json, records);
+  return 0;
+}
+
 }  // namespace
 
 void add_sim(CLI::App& app, Runner& run) {
-  auto* sim = app.add_subcommand("sim", "Cluster-scheduling simulators (Omega)");
+  auto* sim = app.add_subcommand("sim", "Cluster-scheduling simulators (Omega, Gavel)");
   sim->require_subcommand(1);
   auto s = std::make_shared<SimOptions>();
   auto* one = sim->add_subcommand("omega", "One run of the Omega lightweight simulator");
@@ -190,6 +270,35 @@ void add_sim(CLI::App& app, Runner& run) {
   add_common(sweep, *w);
   sweep->add_option("--sweep", w->sweep, "decision-time, conflicts or scaling")->capture_default_str();
   sweep->callback([w, &run] { run = [w] { return run_sweep(*w); }; });
+
+  auto g = std::make_shared<GavelCli>();
+  auto* gavel = sim->add_subcommand("gavel", "One run of Gavel's round-based heterogeneity-aware scheduler");
+  gavel->add_option("--policy", g->policy, "max_min, max_min_agnostic, ftf, makespan, max_throughput or fifo")
+      ->capture_default_str();
+  gavel->add_option("--cluster", g->cluster, "accelerators per type")->capture_default_str();
+  gavel->add_option("--trace", g->trace, "Gavel's tab-separated trace instead of generated jobs");
+  gavel->add_option("--jobs", g->o.num_jobs, "generated jobs")->capture_default_str()->check(CLI::Range(1, 10000000));
+  gavel->add_option("--rate", g->o.jobs_per_hour, "generated jobs per hour (Poisson)")->capture_default_str();
+  gavel->add_option("--round", g->o.round_s, "round length (s)")->capture_default_str();
+  gavel->add_option("--seed", g->o.seed, "workload seed")->capture_default_str();
+  gavel->add_option("--measure-from", g->o.measure_from, "first job (arrival order) counted in JCT")->capture_default_str();
+  gavel->add_option("--measure-to", g->o.measure_to, "one past the last job counted (-1: all)")->capture_default_str();
+  gavel->add_option("--throughputs", g->throughputs, "Gavel's simulation_throughputs.json")->capture_default_str();
+  gavel->add_option("--json", g->json, "write the result as JSON");
+  gavel->callback([g, &run] { run = [g] { return run_gavel(*g); }; });
+
+  auto gs = std::make_shared<GavelCli>();
+  auto* gsweep = sim->add_subcommand("gavel-sweep", "Average JCT vs job arrival rate per policy (experiments/gavel)");
+  gsweep->add_option("--policies", gs->policies, "comma-separated policies")->capture_default_str();
+  gsweep->add_option("--rates", gs->rates_x100, "arrival rates in hundredths of jobs per hour")->capture_default_str();
+  gsweep->add_option("--cluster", gs->cluster, "accelerators per type")->capture_default_str();
+  gsweep->add_option("--jobs", gs->o.num_jobs, "jobs per run")->capture_default_str();
+  gsweep->add_option("--measure-from", gs->o.measure_from, "first job counted")->capture_default_str();
+  gsweep->add_option("--measure-to", gs->o.measure_to, "one past the last job counted (-1: all)")->capture_default_str();
+  gsweep->add_option("--seed", gs->o.seed, "workload seed")->capture_default_str();
+  gsweep->add_option("--throughputs", gs->throughputs, "Gavel's simulation_throughputs.json")->capture_default_str();
+  gsweep->add_option("--json", gs->json, "write the records as JSON");
+  gsweep->callback([gs, &run] { run = [gs] { return run_gavel_sweep(*gs); }; });
 }
 
 }  // namespace loom::cli

@@ -1,0 +1,101 @@
+// Gavel (Narayanan et al., OSDI'20): heterogeneity-aware cluster scheduling for deep learning.
+//
+// The one idea: express a scheduling policy as an optimization over an allocation matrix
+// X[job][accelerator type] — the fraction of time each job should spend on each type — in
+// terms of *effective throughput* throughput(m, X) = sum_j T[m][j] X[m][j], where T is the
+// measured throughput of job m on type j. Heterogeneity-agnostic policies (treating every GPU
+// alike) become heterogeneity-aware by this one substitution. A round-based mechanism then
+// realizes X over time: every round, each (job, type) pair's priority is its target share
+// divided by the share it has received, and accelerators go to the highest priorities.
+//
+// Policies are linear programs solved by COIN-OR CLP (no hand-written simplex); finish-time
+// fairness, which is not linear in X, is solved exactly as a bisection over a sequence of
+// feasibility LPs (see gavel.cpp). Everything is deterministic for a seed.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace loom::sched {
+
+// Measured throughputs (steps/s) of job types on accelerator types, isolated, from the Gavel
+// repository's simulation_throughputs.json (../shared/data/gavel).
+struct GavelThroughputs {
+  std::vector<std::string> gpu_types;  // e.g. k80, p100, v100
+  // (model, scale factor) -> steps/s per gpu type (0 = no measurement)
+  std::map<std::pair<std::string, int>, std::vector<double>> isolated;
+  static GavelThroughputs load(const std::string& path);
+  static GavelThroughputs parse(const std::string& json_text, const std::string& what);
+  std::vector<std::string> models() const;  // distinct job types
+};
+
+struct GavelJob {
+  std::string model;
+  int32_t scale = 1;   // accelerators it needs at once (all of one type)
+  double total_steps = 0;
+  double arrival = 0;  // s
+  double weight = 1;
+};
+
+enum class GavelPolicy {
+  kMaxMinFairness,          // LAS, heterogeneity-aware
+  kMaxMinFairnessAgnostic,  // LAS treating every accelerator alike
+  kFinishTimeFairness,      // Themis' rho, heterogeneity-aware (bisection over LPs)
+  kMinMakespan,
+  kMaxThroughput,           // maximize the sum of normalized effective throughputs
+  kFifo,                    // arrival order, each job on the fastest type with room
+};
+const char* gavel_policy_name(GavelPolicy p);
+GavelPolicy parse_gavel_policy(const std::string& s);  // max_min, max_min_agnostic, ftf, makespan, max_throughput, fifo
+
+// One allocation problem: M jobs x J types.
+struct PolicyInput {
+  std::vector<std::vector<double>> T;  // steps/s of job m on type j (0: cannot run there)
+  std::vector<int32_t> scale;          // accelerators per job
+  std::vector<double> weight;          // priority weights (max-min)
+  std::vector<double> remaining;       // steps left (makespan, finish-time fairness)
+  std::vector<double> elapsed;         // seconds since arrival (finish-time fairness)
+  std::vector<int32_t> capacity;       // accelerators per type
+};
+// X[m][j] in [0, 1], sum_j X[m][j] <= 1, sum_m X[m][j] * scale[m] <= capacity[j].
+std::vector<std::vector<double>> solve_policy(GavelPolicy p, const PolicyInput& in);
+// throughput(m, X) and the equal-share throughput every normalization uses.
+double effective_throughput(const PolicyInput& in, const std::vector<std::vector<double>>& x, size_t m);
+double equal_share_throughput(const PolicyInput& in, size_t m);
+
+struct GavelOptions {
+  GavelPolicy policy = GavelPolicy::kMaxMinFairness;
+  std::vector<int32_t> cluster = {12, 12, 12};  // accelerators per gpu type, in gpu_types order
+  double round_s = 360;
+  uint64_t seed = 1;
+  // Generated workload: Poisson arrivals at `jobs_per_hour`, `num_jobs` jobs.
+  double jobs_per_hour = 0.5;
+  int32_t num_jobs = 200;
+  // Jobs [measure_from, measure_to) (by arrival order) count for the JCT metrics; Gavel
+  // measures a window of a continuous stream so the start-up and drain do not dominate.
+  int32_t measure_from = 0, measure_to = -1;  // -1: all
+};
+
+// Gavel's generator: uniform job type, scale 1/2/4/8 with p = 0.7/0.1/0.15/0.05 (where the
+// data has that scale), duration 60*10^U(1.5,3) s with p = 0.8 else 60*10^U(3,4) s, converted
+// to steps with the type's isolated throughput on the fastest accelerator (v100).
+std::vector<GavelJob> generate_gavel_jobs(const GavelThroughputs& t, const GavelOptions& o);
+// Gavel's tab-separated trace: job type, command, steps argument, needs-data-dir, total
+// steps, arrival time (s), scale factor. Throws loom::Error naming file and line.
+std::vector<GavelJob> read_gavel_trace(const std::string& path);
+std::vector<GavelJob> parse_gavel_trace(const std::string& text, const std::string& what);
+
+struct GavelResult {
+  int64_t jobs = 0, completed = 0, rounds = 0, lp_solves = 0;
+  double avg_jct_h = 0, p90_jct_h = 0;  // measured window, hours
+  double makespan_h = 0;
+  double utilization = 0;               // accelerator-time used / available until the last completion
+  double ftf_mean = 0, ftf_max = 0;     // JCT / JCT with an equal share of the cluster alone
+  double wall_seconds = 0;
+};
+
+GavelResult simulate_gavel(const GavelThroughputs& t, const GavelOptions& o, const std::vector<GavelJob>& jobs);
+
+}  // namespace loom::sched
