@@ -45,6 +45,11 @@ out=$("$loom" sim omega --machines 200 --hours 0.5 2>&1) || fail "sim omega: $ou
 echo "$out" | grep -q "CPU utilization" || fail "sim omega printed no utilization: $out"
 out=$("$loom" sim omega --arch borg 2>&1); rc=$?
 [ $rc -ne 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "sim omega --arch borg: rc=$rc '$out'"
+src_root=$(cd "$(dirname "$0")/.." && pwd)
+out=$(cd "$src_root" && "$loom" sim gavel --jobs 30 --rate 0.5 2>&1) || fail "sim gavel: $out"
+echo "$out" | grep -q "avg JCT" || fail "sim gavel printed no JCT: $out"
+out=$(cd "$src_root" && "$loom" sim gavel --policy srtf 2>&1); rc=$?
+[ $rc -ne 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "sim gavel --policy srtf: rc=$rc '$out'"
 # Trees: compile a golden XGBoost model, predict from CSV (header, a missing value), bad input.
 src=$(cd "$(dirname "$0")/.." && pwd)
 tmp="${TMPDIR:-/tmp}/loom_smoke_trees_$$"

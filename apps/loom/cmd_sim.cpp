@@ -199,7 +199,8 @@ nlohmann::json gavel_record(const GavelCli& g, const sched::GavelResult& r) {
   return {{"policy", sched::gavel_policy_name(g.o.policy)}, {"cluster", g.cluster}, {"jobs_per_hour", g.o.jobs_per_hour},
           {"jobs", r.jobs}, {"avg_jct_h", r.avg_jct_h}, {"p90_jct_h", r.p90_jct_h}, {"makespan_h", r.makespan_h},
           {"utilization", r.utilization}, {"ftf_mean", r.ftf_mean}, {"ftf_max", r.ftf_max}, {"rounds", r.rounds},
-          {"lp_solves", r.lp_solves}, {"wall_seconds", r.wall_seconds}, {"seed", g.o.seed}};
+          {"lp_solves", r.lp_solves}, {"wall_seconds", r.wall_seconds}, {"seed", g.o.seed},
+          {"extrapolated_jobs", r.extrapolated}};
 }
 
 int run_gavel(GavelCli g) {
@@ -215,6 +216,9 @@ int run_gavel(GavelCli g) {
               r.avg_jct_h, r.p90_jct_h, r.makespan_h, 100 * r.utilization, r.ftf_mean, r.ftf_max);
   std::printf("%lld rounds of %.0f s, %lld policy solves, %.2f s wall\n", static_cast<long long>(r.rounds),
               g.o.round_s, static_cast<long long>(r.lp_solves), r.wall_seconds);
+  if (r.extrapolated)
+    std::printf("note: %lld jobs had no measured throughput at their scale; scaled linearly from 1 accelerator\n",
+                static_cast<long long>(r.extrapolated));
   write_json(g.json, gavel_record(g, r));
   return 0;
 }

@@ -395,11 +395,19 @@ GavelResult simulate_gavel(const GavelThroughputs& t, const GavelOptions& o, con
   LOOM_CHECK(o.round_s > 0, "gavel: round length {} s", o.round_s);
   const int N = static_cast<int>(jobs.size());
   std::vector<std::vector<double>> T(N);
+  int64_t extrapolated = 0;
   for (int i = 0; i < N; ++i) {
     auto it = t.isolated.find({jobs[i].model, jobs[i].scale});
-    LOOM_CHECK(it != t.isolated.end(), "gavel: no throughput for job type '{}' at scale {}", jobs[i].model,
-               jobs[i].scale);
-    T[i] = it->second;
+    auto one = t.isolated.find({jobs[i].model, 1});
+    if (it != t.isolated.end()) {
+      T[i] = it->second;
+    } else {
+      LOOM_CHECK(o.extrapolate_scale && one != t.isolated.end(), "gavel: no throughput for job type '{}' at scale {}",
+                 jobs[i].model, jobs[i].scale);
+      T[i] = one->second;
+      for (double& v : T[i]) v *= jobs[i].scale;
+      ++extrapolated;
+    }
     bool runnable = false;
     for (int j = 0; j < J; ++j) runnable |= T[i][j] > 0 && jobs[i].scale <= o.cluster[j];
     LOOM_CHECK(runnable, "gavel: job {} ('{}', scale {}) fits no accelerator type of the cluster", i, jobs[i].model,
@@ -415,6 +423,7 @@ GavelResult simulate_gavel(const GavelThroughputs& t, const GavelOptions& o, con
   double now = 0, busy_gpu_s = 0;
   GavelResult r;
   r.jobs = N;
+  r.extrapolated = extrapolated;
   bool changed = true;
   int64_t guard = 0;
   while (r.completed < N) {

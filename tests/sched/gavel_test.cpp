@@ -138,7 +138,11 @@ TEST(Gavel, BadInputIsAnError) {
   const GavelThroughputs t = toy_data();
   GavelOptions o;
   o.cluster = {1, 0, 0};
-  EXPECT_THROW(simulate_gavel(t, o, {{"A", 2, 10, 0, 1}}), Error);  // scale 2 fits nowhere (no data)
+  EXPECT_THROW(simulate_gavel(t, o, {{"A", 2, 10, 0, 1}}), Error);  // 2 accelerators: the cluster has 1 k80
+  o.cluster = {2, 0, 0};
+  EXPECT_EQ(simulate_gavel(t, o, {{"A", 2, 10, 0, 1}}).extrapolated, 1);  // scaled from the 1-GPU figure
+  o.extrapolate_scale = false;
+  EXPECT_THROW(simulate_gavel(t, o, {{"A", 2, 10, 0, 1}}), Error);
   EXPECT_THROW(simulate_gavel(t, o, {{"C", 1, 10, 0, 1}}), Error);  // unknown job type
 }
 
