@@ -200,7 +200,8 @@ nlohmann::json gavel_record(const GavelCli& g, const sched::GavelResult& r) {
           {"jobs", r.jobs}, {"avg_jct_h", r.avg_jct_h}, {"p90_jct_h", r.p90_jct_h}, {"makespan_h", r.makespan_h},
           {"utilization", r.utilization}, {"ftf_mean", r.ftf_mean}, {"ftf_max", r.ftf_max}, {"rounds", r.rounds},
           {"lp_solves", r.lp_solves}, {"wall_seconds", r.wall_seconds}, {"seed", g.o.seed},
-          {"extrapolated_jobs", r.extrapolated}};
+          {"extrapolated_jobs", r.extrapolated}, {"cost_dollars", r.cost}, {"slo_jobs", r.slo_jobs},
+          {"slo_missed", r.slo_missed}};
 }
 
 int run_gavel(GavelCli g) {
@@ -216,6 +217,10 @@ int run_gavel(GavelCli g) {
               r.avg_jct_h, r.p90_jct_h, r.makespan_h, 100 * r.utilization, r.ftf_mean, r.ftf_max);
   std::printf("%lld rounds of %.0f s, %lld policy solves, %.2f s wall\n", static_cast<long long>(r.rounds),
               g.o.round_s, static_cast<long long>(r.lp_solves), r.wall_seconds);
+  std::printf("accelerator cost $%.0f (prices k80/p100/v100 $%.2f/%.2f/%.2f per hour)", r.cost, g.o.price[0],
+              g.o.price[1], g.o.price[2]);
+  if (r.slo_jobs) std::printf(", SLOs missed %lld of %lld", static_cast<long long>(r.slo_missed), static_cast<long long>(r.slo_jobs));
+  std::printf("\n");
   if (r.extrapolated)
     std::printf("note: %lld jobs had no measured throughput at their scale; scaled linearly from 1 accelerator\n",
                 static_cast<long long>(r.extrapolated));
@@ -277,13 +282,16 @@ void add_sim(CLI::App& app, Runner& run) {
 
   auto g = std::make_shared<GavelCli>();
   auto* gavel = sim->add_subcommand("gavel", "One run of Gavel's round-based heterogeneity-aware scheduler");
-  gavel->add_option("--policy", g->policy, "max_min, max_min_agnostic, ftf, makespan, max_throughput or fifo")
+  gavel->add_option("--policy", g->policy, "max_min, max_min_agnostic, ftf, makespan, max_throughput, fifo or min_cost")
       ->capture_default_str();
   gavel->add_option("--cluster", g->cluster, "accelerators per type")->capture_default_str();
   gavel->add_option("--trace", g->trace, "Gavel's tab-separated trace instead of generated jobs");
   gavel->add_option("--jobs", g->o.num_jobs, "generated jobs")->capture_default_str()->check(CLI::Range(1, 10000000));
   gavel->add_option("--rate", g->o.jobs_per_hour, "generated jobs per hour (Poisson)")->capture_default_str();
   gavel->add_option("--round", g->o.round_s, "round length (s)")->capture_default_str();
+  gavel->add_option("--slo-fraction", g->o.slo_fraction, "generated jobs with an SLO (1.2x/2x/10x their duration)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   gavel->add_option("--seed", g->o.seed, "workload seed")->capture_default_str();
   gavel->add_option("--measure-from", g->o.measure_from, "first job (arrival order) counted in JCT")->capture_default_str();
   gavel->add_option("--measure-to", g->o.measure_to, "one past the last job counted (-1: all)")->capture_default_str();

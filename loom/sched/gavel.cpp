@@ -24,6 +24,7 @@ const char* gavel_policy_name(GavelPolicy p) {
     case GavelPolicy::kMinMakespan: return "makespan";
     case GavelPolicy::kMaxThroughput: return "max_throughput";
     case GavelPolicy::kFifo: return "fifo";
+    case GavelPolicy::kMinCost: return "min_cost";
   }
   return "?";
 }
@@ -31,9 +32,9 @@ const char* gavel_policy_name(GavelPolicy p) {
 GavelPolicy parse_gavel_policy(const std::string& s) {
   for (GavelPolicy p : {GavelPolicy::kMaxMinFairness, GavelPolicy::kMaxMinFairnessAgnostic,
                         GavelPolicy::kFinishTimeFairness, GavelPolicy::kMinMakespan, GavelPolicy::kMaxThroughput,
-                        GavelPolicy::kFifo})
+                        GavelPolicy::kFifo, GavelPolicy::kMinCost})
     if (s == gavel_policy_name(p)) return p;
-  LOOM_THROW("unknown Gavel policy '{}' (max_min, max_min_agnostic, ftf, makespan, max_throughput, fifo)", s);
+  LOOM_THROW("unknown Gavel policy '{}' (max_min, max_min_agnostic, ftf, makespan, max_throughput, fifo, min_cost)", s);
 }
 
 // ---- throughput data -------------------------------------------------------------------------
@@ -296,6 +297,37 @@ std::vector<std::vector<double>> solve_policy(GavelPolicy p, const PolicyInput& 
       LOOM_CHECK(sol, "gavel: makespan LP infeasible");
       return unpack(*sol, M, J);
     }
+    case GavelPolicy::kMinCost: {
+      // min sum_m,j price_j scale_m X[m][j] / 3600 (dollars per second of the allocation)
+      // s.t. throughput(m, X) + slack_m >= need_m, with need_m = remaining / time to the SLO for
+      // jobs with one and the equal-share rate for the others; slack is penalized far above
+      // any price, so requirements are met whenever the cluster can meet them.
+      const std::vector<double>& price = in.price.empty() ? kDefaultPrices : in.price;
+      LOOM_CHECK(static_cast<int>(price.size()) == J, "gavel: {} prices for {} accelerator types", price.size(), J);
+      Lp lp = base_lp(in, M);
+      lp.maximize = false;
+      double max_price = 0;
+      for (double pr : price) max_price = std::max(max_price, pr);
+      for (int m = 0; m < M; ++m) {
+        for (int j = 0; j < J; ++j) lp.obj[m * J + j] = price[j] * in.scale[m] / 3600.0;
+        const bool slo = m < static_cast<int>(in.deadline_left.size()) && in.deadline_left[m] > 0;
+        double fastest = 0;
+        for (int j = 0; j < J; ++j)
+          if (lp.ub[m * J + j] > 0) fastest = std::max(fastest, in.T[m][j]);
+        double need = slo ? in.remaining[m] / in.deadline_left[m] : equal_share_throughput(in, static_cast<size_t>(m));
+        need = std::min(need, fastest);  // never ask for more than the job can do
+        const int slack = M * J + m;
+        lp.ub[slack] = 1e30;
+        // Penalty per unit of missing normalized rate: far above running the job on anything.
+        lp.obj[slack] = 1e3 * max_price * in.scale[m] / std::max(need, 1e-12);
+        Lp::Row r{{slack}, {1.0}, need, 1e30};
+        for (int j = 0; j < J; ++j) r.idx.push_back(m * J + j), r.val.push_back(in.T[m][j]);
+        lp.rows.push_back(std::move(r));
+      }
+      auto sol = solve_lp(lp);
+      LOOM_CHECK(sol, "gavel: min-cost LP infeasible");
+      return unpack(*sol, M, J);
+    }
     case GavelPolicy::kFinishTimeFairness: {
       // min_X max_m rho_m(X), rho_m = (elapsed + remaining / throughput(m, X)) / D_m, with D_m
       // the finish time under an equal share. Not linear in X, but for a fixed rho the
@@ -344,6 +376,10 @@ std::vector<GavelJob> generate_gavel_jobs(const GavelThroughputs& t, const Gavel
     j.scale = scale;
     const double duration = u(rng) < 0.8 ? 60 * std::pow(10.0, 1.5 + 1.5 * u(rng)) : 60 * std::pow(10.0, 3 + u(rng));
     j.total_steps = duration * t.isolated.at({j.model, scale})[fastest];
+    if (o.slo_fraction > 0 && u(rng) < o.slo_fraction) {
+      const double factors[3] = {1.2, 2.0, 10.0};
+      j.slo_s = duration * factors[std::uniform_int_distribution<int>(0, 2)(rng)];
+    }
     jobs.push_back(j);
   }
   return jobs;
@@ -445,7 +481,9 @@ GavelResult simulate_gavel(const GavelThroughputs& t, const GavelOptions& o, con
         in.weight.push_back(jobs[i].weight);
         in.remaining.push_back(remaining[i]);
         in.elapsed.push_back(now - jobs[i].arrival);
+        in.deadline_left.push_back(jobs[i].slo_s > 0 ? std::max(jobs[i].arrival + jobs[i].slo_s - now, 1.0) : 0.0);
       }
+      in.price = o.price;
       X = solve_policy(o.policy, in);
       ++r.lp_solves;
       for (size_t a = 0; a < active.size(); ++a)  // isolated-share finish time, for the FTF metric
@@ -491,6 +529,7 @@ GavelResult simulate_gavel(const GavelThroughputs& t, const GavelOptions& o, con
         const double need = remaining[i] / rate;
         const double ran = std::min(o.round_s, need);
         busy_gpu_s += ran * jobs[i].scale;
+        if (j < static_cast<int>(o.price.size())) r.cost += ran * jobs[i].scale * o.price[j] / 3600;
         received[a][j] += o.round_s;
         if (need <= o.round_s) {
           remaining[i] = 0;
@@ -521,6 +560,11 @@ GavelResult simulate_gavel(const GavelThroughputs& t, const GavelOptions& o, con
     ftf_sum += f;
     r.ftf_max = std::max(r.ftf_max, f);
   }
+  for (int i = 0; i < N; ++i)
+    if (jobs[i].slo_s > 0) {
+      ++r.slo_jobs;
+      if (done[i] - jobs[i].arrival > jobs[i].slo_s) ++r.slo_missed;
+    }
   if (!jct.empty()) {
     double s = 0;
     for (double v : jct) s += v;

@@ -37,6 +37,7 @@ struct GavelJob {
   double total_steps = 0;
   double arrival = 0;  // s
   double weight = 1;
+  double slo_s = 0;    // must finish within this long after arrival (0: no SLO)
 };
 
 enum class GavelPolicy {
@@ -46,9 +47,14 @@ enum class GavelPolicy {
   kMinMakespan,
   kMaxThroughput,           // maximize the sum of normalized effective throughputs
   kFifo,                    // arrival order, each job on the fastest type with room
+  kMinCost,                 // cheapest X meeting SLOs (others: at least their equal-share rate)
 };
 const char* gavel_policy_name(GavelPolicy p);
 GavelPolicy parse_gavel_policy(const std::string& s);  // max_min, max_min_agnostic, ftf, makespan, max_throughput, fifo
+
+// Default accelerator prices, $ per accelerator-hour (on-demand cloud prices of a K80, P100 and
+// V100 instance GPU, as Gavel's cost experiments use; configurable).
+inline const std::vector<double> kDefaultPrices = {0.9, 1.46, 3.06};
 
 // One allocation problem: M jobs x J types.
 struct PolicyInput {
@@ -58,6 +64,8 @@ struct PolicyInput {
   std::vector<double> remaining;       // steps left (makespan, finish-time fairness)
   std::vector<double> elapsed;         // seconds since arrival (finish-time fairness)
   std::vector<int32_t> capacity;       // accelerators per type
+  std::vector<double> deadline_left;   // seconds to the SLO (min_cost); empty or <= 0 entries: none / late
+  std::vector<double> price;           // $ per accelerator-hour per type (min_cost); empty: kDefaultPrices
 };
 // X[m][j] in [0, 1], sum_j X[m][j] <= 1, sum_m X[m][j] * scale[m] <= capacity[j].
 std::vector<std::vector<double>> solve_policy(GavelPolicy p, const PolicyInput& in);
@@ -76,6 +84,9 @@ struct GavelOptions {
   // Jobs [measure_from, measure_to) (by arrival order) count for the JCT metrics; Gavel
   // measures a window of a continuous stream so the start-up and drain do not dominate.
   int32_t measure_from = 0, measure_to = -1;  // -1: all
+  // SLOs in generated jobs: this fraction gets a deadline of 1.2x, 2x or 10x its duration.
+  double slo_fraction = 0;
+  std::vector<double> price = kDefaultPrices;
   // Gavel's traces contain multi-accelerator jobs of types the data measured only on one
   // (A3C, CycleGAN). With this set, such a job's throughput is the 1-accelerator figure times
   // its scale (linear scaling: optimistic) and the result counts them; otherwise an error.
@@ -84,7 +95,8 @@ struct GavelOptions {
 
 // Gavel's generator: uniform job type, scale 1/2/4/8 with p = 0.7/0.1/0.15/0.05 (where the
 // data has that scale), duration 60*10^U(1.5,3) s with p = 0.8 else 60*10^U(3,4) s, converted
-// to steps with the type's isolated throughput on the fastest accelerator (v100).
+// to steps with the type's isolated throughput on the fastest accelerator (v100); with
+// slo_fraction > 0, that fraction of jobs gets an SLO of 1.2x, 2x or 10x the duration.
 std::vector<GavelJob> generate_gavel_jobs(const GavelThroughputs& t, const GavelOptions& o);
 // Gavel's tab-separated trace: job type, command, steps argument, needs-data-dir, total
 // steps, arrival time (s), scale factor. Throws loom::Error naming file and line.
@@ -98,6 +110,8 @@ struct GavelResult {
   double makespan_h = 0;
   double utilization = 0;               // accelerator-time used / available until the last completion
   double ftf_mean = 0, ftf_max = 0;     // JCT / JCT with an equal share of the cluster alone
+  double cost = 0;                      // $ of accelerator time used (all jobs)
+  int64_t slo_jobs = 0, slo_missed = 0;
   double wall_seconds = 0;
 };
 

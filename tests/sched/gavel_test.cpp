@@ -75,6 +75,24 @@ TEST(Gavel, FinishTimeFairnessByBisection) {
   EXPECT_NEAR(x[0][1], 1.0, 1e-3);
 }
 
+TEST(Gavel, MinCostMeetsTheSloAsCheaplyAsPossible) {
+  // One job needing 1.5 steps/s (150 steps left, 100 s to its SLO); type 0 gives 1 step/s at
+  // $1/h, type 1 gives 2 at $3/h. Time on the two sums to at most 1: x0 + 2 x1 >= 1.5 and
+  // x0 + x1 <= 1; the cheapest is half and half ($2/h) rather than 75% fast ($2.25/h).
+  PolicyInput in;
+  in.T = {{1, 2}};
+  in.scale = {1};
+  in.weight = {1};
+  in.remaining = {150};
+  in.elapsed = {0};
+  in.deadline_left = {100};
+  in.capacity = {1, 1};
+  in.price = {1, 3};
+  const auto x = solve_policy(GavelPolicy::kMinCost, in);
+  EXPECT_NEAR(x[0][0], 0.5, 1e-6);
+  EXPECT_NEAR(x[0][1], 0.5, 1e-6);
+}
+
 TEST(Gavel, FifoTakesTheFastestFreeType) {
   const PolicyInput in = two_jobs_two_types();
   const auto x = solve_policy(GavelPolicy::kFifo, in);
