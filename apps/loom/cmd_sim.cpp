@@ -201,7 +201,7 @@ nlohmann::json gavel_record(const GavelCli& g, const sched::GavelResult& r) {
           {"utilization", r.utilization}, {"ftf_mean", r.ftf_mean}, {"ftf_max", r.ftf_max}, {"rounds", r.rounds},
           {"lp_solves", r.lp_solves}, {"wall_seconds", r.wall_seconds}, {"seed", g.o.seed},
           {"extrapolated_jobs", r.extrapolated}, {"cost_dollars", r.cost}, {"slo_jobs", r.slo_jobs},
-          {"slo_missed", r.slo_missed}};
+          {"slo_missed", r.slo_missed}, {"space_sharing", g.o.space_sharing}, {"shared_rounds", r.shared_rounds}};
 }
 
 int run_gavel(GavelCli g) {
@@ -221,6 +221,8 @@ int run_gavel(GavelCli g) {
               g.o.price[1], g.o.price[2]);
   if (r.slo_jobs) std::printf(", SLOs missed %lld of %lld", static_cast<long long>(r.slo_missed), static_cast<long long>(r.slo_jobs));
   std::printf("\n");
+  if (g.o.space_sharing)
+    std::printf("space sharing: %lld pair-rounds ran two jobs on one accelerator\n", static_cast<long long>(r.shared_rounds));
   if (r.extrapolated)
     std::printf("note: %lld jobs had no measured throughput at their scale; scaled linearly from 1 accelerator\n",
                 static_cast<long long>(r.extrapolated));
@@ -289,6 +291,7 @@ void add_sim(CLI::App& app, Runner& run) {
   gavel->add_option("--jobs", g->o.num_jobs, "generated jobs")->capture_default_str()->check(CLI::Range(1, 10000000));
   gavel->add_option("--rate", g->o.jobs_per_hour, "generated jobs per hour (Poisson)")->capture_default_str();
   gavel->add_option("--round", g->o.round_s, "round length (s)")->capture_default_str();
+  gavel->add_flag("--space-sharing", g->o.space_sharing, "max_min: pack pairs of 1-GPU jobs on one GPU (co-location data)");
   gavel->add_option("--slo-fraction", g->o.slo_fraction, "generated jobs with an SLO (1.2x/2x/10x their duration)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
@@ -308,6 +311,7 @@ void add_sim(CLI::App& app, Runner& run) {
   gsweep->add_option("--measure-from", gs->o.measure_from, "first job counted")->capture_default_str();
   gsweep->add_option("--measure-to", gs->o.measure_to, "one past the last job counted (-1: all)")->capture_default_str();
   gsweep->add_option("--seed", gs->o.seed, "workload seed")->capture_default_str();
+  gsweep->add_flag("--space-sharing", gs->o.space_sharing, "max_min: also pack pairs of 1-GPU jobs");
   gsweep->add_option("--throughputs", gs->throughputs, "Gavel's simulation_throughputs.json")->capture_default_str();
   gsweep->add_option("--json", gs->json, "write the records as JSON");
   gsweep->callback([gs, &run] { run = [gs] { return run_gavel_sweep(*gs); }; });

@@ -67,6 +67,16 @@ GavelThroughputs GavelThroughputs::parse(const std::string& text, const std::str
       row.resize(t.gpu_types.size(), 0.0);
       row[g] = val["null"].get<double>();
       LOOM_CHECK(row[g] >= 0 && std::isfinite(row[g]), "{}: {}['{}']: throughput {}", what, t.gpu_types[g], key, row[g]);
+      for (const auto& [other, pair] : val.items()) {
+        if (other == "null") continue;
+        const size_t o1 = other.find('\''), o2 = other.rfind('\''), oc = other.rfind(',');
+        LOOM_CHECK(o1 != std::string::npos && o2 > o1 && oc > o2 && pair.is_array() && pair.size() == 2 &&
+                       pair[0].is_number() && pair[1].is_number(),
+                   "{}: {}['{}']['{}']: expected [this, other] throughputs", what, t.gpu_types[g], key, other);
+        auto& co = t.colocated[{{model, scale}, {other.substr(o1 + 1, o2 - o1 - 1), std::atoi(other.c_str() + oc + 1)}}];
+        co.resize(t.gpu_types.size(), {0.0, 0.0});
+        co[g] = {pair[0].get<double>(), pair[1].get<double>()};
+      }
     }
   }
   LOOM_CHECK(!t.isolated.empty(), "{}: no job types", what);
@@ -353,6 +363,54 @@ std::vector<std::vector<double>> solve_policy(GavelPolicy p, const PolicyInput& 
   return {};
 }
 
+SharedAllocation solve_max_min_space_sharing(const PolicyInput& in) {
+  const int M = static_cast<int>(in.T.size()), J = static_cast<int>(in.capacity.size());
+  const int P = static_cast<int>(in.pairs.size());
+  SharedAllocation out;
+  if (M == 0) return out;
+  // Columns: x (M*J), then y (P*J), then t.
+  Lp lp = base_lp(in, P * J + 1);
+  const int y0 = M * J, t = M * J + P * J;
+  lp.ub[t] = 1e30;
+  lp.obj[t] = 1;
+  for (int p = 0; p < P; ++p) {
+    const auto& pr = in.pairs[p];
+    LOOM_CHECK(pr.a >= 0 && pr.a < M && pr.b >= 0 && pr.b < M && pr.a != pr.b && in.scale[pr.a] == 1 &&
+                   in.scale[pr.b] == 1 && static_cast<int>(pr.ta.size()) == J && static_cast<int>(pr.tb.size()) == J,
+               "gavel: bad space-sharing pair {}", p);
+    for (int j = 0; j < J; ++j) {
+      const int c = y0 + p * J + j;
+      if (pr.ta[j] <= 0 || pr.tb[j] <= 0 || in.capacity[j] < 1) lp.ub[c] = 0;
+      lp.rows[pr.a].idx.push_back(c), lp.rows[pr.a].val.push_back(1.0);  // time of job a
+      lp.rows[pr.b].idx.push_back(c), lp.rows[pr.b].val.push_back(1.0);  // time of job b
+      lp.rows[M + j].idx.push_back(c), lp.rows[M + j].val.push_back(1.0);  // one accelerator
+    }
+  }
+  std::vector<Lp::Row> fair(M);
+  for (int m = 0; m < M; ++m) {
+    const double norm = std::max(equal_share_throughput(in, static_cast<size_t>(m)), 1e-12) * in.weight[m];
+    fair[m] = {{t}, {-1.0}, 0.0, 1e30};
+    for (int j = 0; j < J; ++j) fair[m].idx.push_back(m * J + j), fair[m].val.push_back(in.T[m][j] / norm);
+  }
+  for (int p = 0; p < P; ++p) {
+    const auto& pr = in.pairs[p];
+    const double na = std::max(equal_share_throughput(in, pr.a), 1e-12) * in.weight[pr.a];
+    const double nb = std::max(equal_share_throughput(in, pr.b), 1e-12) * in.weight[pr.b];
+    for (int j = 0; j < J; ++j) {
+      fair[pr.a].idx.push_back(y0 + p * J + j), fair[pr.a].val.push_back(pr.ta[j] / na);
+      fair[pr.b].idx.push_back(y0 + p * J + j), fair[pr.b].val.push_back(pr.tb[j] / nb);
+    }
+  }
+  for (auto& r : fair) lp.rows.push_back(std::move(r));
+  auto sol = solve_lp(lp);
+  LOOM_CHECK(sol, "gavel: space-sharing LP infeasible");
+  out.x = unpack(*sol, M, J);
+  out.y.assign(P, std::vector<double>(J));
+  for (int p = 0; p < P; ++p)
+    for (int j = 0; j < J; ++j) out.y[p][j] = std::clamp((*sol)[y0 + p * J + j], 0.0, 1.0);
+  return out;
+}
+
 // ---- workloads ------------------------------------------------------------------------------
 
 std::vector<GavelJob> generate_gavel_jobs(const GavelThroughputs& t, const GavelOptions& o) {
@@ -454,6 +512,10 @@ GavelResult simulate_gavel(const GavelThroughputs& t, const GavelOptions& o, con
   std::vector<int> active;
   std::vector<std::vector<double>> X;              // rows follow `active`
   std::vector<std::vector<double>> received;       // seconds per (active job, type) since X was set
+  std::vector<PolicyInput::Pair> shared;           // space sharing: pair options (active positions)
+  std::vector<std::vector<double>> Y, received_pair;
+  std::vector<bool> measured(N, true);
+  for (int i = 0; i < N; ++i) measured[i] = t.isolated.count({jobs[i].model, jobs[i].scale}) > 0;
   double since_alloc = 0;
   int next = 0;
   double now = 0, busy_gpu_s = 0;
@@ -484,7 +546,33 @@ GavelResult simulate_gavel(const GavelThroughputs& t, const GavelOptions& o, con
         in.deadline_left.push_back(jobs[i].slo_s > 0 ? std::max(jobs[i].arrival + jobs[i].slo_s - now, 1.0) : 0.0);
       }
       in.price = o.price;
-      X = solve_policy(o.policy, in);
+      shared.clear();
+      if (o.space_sharing && o.policy == GavelPolicy::kMaxMinFairness) {
+        // Every pair of measured 1-accelerator jobs the data has co-location figures for.
+        for (size_t a = 0; a < active.size(); ++a)
+          for (size_t b = a + 1; b < active.size(); ++b) {
+            const GavelJob &ja = jobs[active[a]], &jb = jobs[active[b]];
+            if (ja.scale != 1 || jb.scale != 1 || !measured[active[a]] || !measured[active[b]]) continue;
+            auto it = t.colocated.find({{ja.model, 1}, {jb.model, 1}});
+            if (it == t.colocated.end()) continue;
+            PolicyInput::Pair pr{static_cast<int32_t>(a), static_cast<int32_t>(b), {}, {}};
+            bool any = false;
+            for (int j = 0; j < J; ++j) {
+              pr.ta.push_back(it->second[j].first);
+              pr.tb.push_back(it->second[j].second);
+              any |= it->second[j].first > 0 && it->second[j].second > 0;
+            }
+            if (any) shared.push_back(std::move(pr));
+          }
+        in.pairs = shared;
+        SharedAllocation sa = solve_max_min_space_sharing(in);
+        X = std::move(sa.x);
+        Y = std::move(sa.y);
+      } else {
+        X = solve_policy(o.policy, in);
+        Y.clear();
+      }
+      received_pair.assign(shared.size(), std::vector<double>(J, 0.0));
       ++r.lp_solves;
       for (size_t a = 0; a < active.size(); ++a)  // isolated-share finish time, for the FTF metric
         if (ideal[active[a]] == 0) ideal[active[a]] = jobs[active[a]].total_steps / equal_share_throughput(in, a);
@@ -494,43 +582,65 @@ GavelResult simulate_gavel(const GavelThroughputs& t, const GavelOptions& o, con
     }
     // Priorities: target share over received share (never-served pairs first), larger jobs
     // first among equals; each job runs on at most one type per round.
-    struct Pair {
+    // Candidates are (job, type) and, with space sharing, (pair, type).
+    struct Cand {
       double priority;
       int32_t scale;
-      int a, j;
+      int a, j, pair;  // pair >= 0: shared option `pair`; a is then its first job
     };
-    std::vector<Pair> pairs;
+    auto priority = [&](double target, double received_s) {
+      const double got = since_alloc > 0 ? received_s / since_alloc : 0;
+      return got > 0 ? target / got : std::numeric_limits<double>::infinity();
+    };
+    std::vector<Cand> cands;
     for (size_t a = 0; a < active.size(); ++a)
-      for (int j = 0; j < J; ++j) {
-        if (X[a][j] <= 1e-6) continue;
-        const double got = since_alloc > 0 ? received[a][j] / since_alloc : 0;
-        pairs.push_back({got > 0 ? X[a][j] / got : std::numeric_limits<double>::infinity() * X[a][j],
-                         jobs[active[a]].scale, static_cast<int>(a), j});
-      }
-    std::stable_sort(pairs.begin(), pairs.end(), [](const Pair& x, const Pair& y) {
+      for (int j = 0; j < J; ++j)
+        if (X[a][j] > 1e-6)
+          cands.push_back({priority(X[a][j], received[a][j]), jobs[active[a]].scale, static_cast<int>(a), j, -1});
+    for (size_t p = 0; p < Y.size(); ++p)
+      for (int j = 0; j < J; ++j)
+        if (Y[p][j] > 1e-6)
+          cands.push_back({priority(Y[p][j], received_pair[p][j]), 1, shared[p].a, j, static_cast<int>(p)});
+    std::stable_sort(cands.begin(), cands.end(), [](const Cand& x, const Cand& y) {
       if (x.priority != y.priority) return x.priority > y.priority;
       if (x.scale != y.scale) return x.scale > y.scale;
       return x.a < y.a;
     });
     std::vector<int32_t> free = o.cluster;
     std::vector<int> type_of(active.size(), -1);
-    for (const Pair& p : pairs)
-      if (type_of[p.a] < 0 && free[p.j] >= p.scale) {
-        type_of[p.a] = p.j;
-        free[p.j] -= p.scale;
+    std::vector<double> rate(active.size(), 0), gpu_share(active.size(), 0);
+    for (const Cand& c : cands) {
+      if (c.pair < 0) {
+        if (type_of[c.a] < 0 && free[c.j] >= c.scale) {
+          type_of[c.a] = c.j;
+          rate[c.a] = T[active[c.a]][c.j];
+          gpu_share[c.a] = jobs[active[c.a]].scale;
+          free[c.j] -= c.scale;
+          received[c.a][c.j] += o.round_s;
+        }
+        continue;
       }
+      const auto& pr = shared[c.pair];
+      if (type_of[pr.a] < 0 && type_of[pr.b] < 0 && free[c.j] >= 1) {
+        type_of[pr.a] = type_of[pr.b] = c.j;
+        rate[pr.a] = pr.ta[c.j];
+        rate[pr.b] = pr.tb[c.j];
+        gpu_share[pr.a] = gpu_share[pr.b] = 0.5;  // two jobs, one accelerator
+        free[c.j] -= 1;
+        received_pair[c.pair][c.j] += o.round_s;
+        ++r.shared_rounds;
+      }
+    }
     // Run the round.
     ++r.rounds;
     std::vector<int> still;
     for (size_t a = 0; a < active.size(); ++a) {
       const int i = active[a], j = type_of[a];
       if (j >= 0) {
-        const double rate = T[i][j];
-        const double need = remaining[i] / rate;
+        const double need = remaining[i] / rate[a];
         const double ran = std::min(o.round_s, need);
-        busy_gpu_s += ran * jobs[i].scale;
-        if (j < static_cast<int>(o.price.size())) r.cost += ran * jobs[i].scale * o.price[j] / 3600;
-        received[a][j] += o.round_s;
+        busy_gpu_s += ran * gpu_share[a];
+        if (j < static_cast<int>(o.price.size())) r.cost += ran * gpu_share[a] * o.price[j] / 3600;
         if (need <= o.round_s) {
           remaining[i] = 0;
           done[i] = now + need;
@@ -538,7 +648,7 @@ GavelResult simulate_gavel(const GavelThroughputs& t, const GavelOptions& o, con
           changed = true;
           continue;
         }
-        remaining[i] -= rate * o.round_s;
+        remaining[i] -= rate[a] * o.round_s;
       }
       still.push_back(static_cast<int>(a));
     }

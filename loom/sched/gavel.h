@@ -26,6 +26,10 @@ struct GavelThroughputs {
   std::vector<std::string> gpu_types;  // e.g. k80, p100, v100
   // (model, scale factor) -> steps/s per gpu type (0 = no measurement)
   std::map<std::pair<std::string, int>, std::vector<double>> isolated;
+  // (job, other job) co-located on one accelerator -> per gpu type (this job's, other's)
+  // steps/s; used by space sharing.
+  std::map<std::pair<std::pair<std::string, int>, std::pair<std::string, int>>, std::vector<std::pair<double, double>>>
+      colocated;
   static GavelThroughputs load(const std::string& path);
   static GavelThroughputs parse(const std::string& json_text, const std::string& what);
   std::vector<std::string> models() const;  // distinct job types
@@ -66,7 +70,22 @@ struct PolicyInput {
   std::vector<int32_t> capacity;       // accelerators per type
   std::vector<double> deadline_left;   // seconds to the SLO (min_cost); empty or <= 0 entries: none / late
   std::vector<double> price;           // $ per accelerator-hour per type (min_cost); empty: kDefaultPrices
+  // Space sharing: pairs of 1-accelerator jobs that may share one accelerator, with each
+  // one's throughput per type when they do (0: not on that type).
+  struct Pair {
+    int32_t a, b;
+    std::vector<double> ta, tb;
+  };
+  std::vector<Pair> pairs;
 };
+
+// Max-min fairness (heterogeneity-aware) with space sharing: X for jobs alone and Y[p][j] for
+// pair p sharing one accelerator of type j; a job's time over its single and pair options sums
+// to <= 1 and a pair takes one accelerator. One LP (Gavel section 4.2).
+struct SharedAllocation {
+  std::vector<std::vector<double>> x, y;
+};
+SharedAllocation solve_max_min_space_sharing(const PolicyInput& in);
 // X[m][j] in [0, 1], sum_j X[m][j] <= 1, sum_m X[m][j] * scale[m] <= capacity[j].
 std::vector<std::vector<double>> solve_policy(GavelPolicy p, const PolicyInput& in);
 // throughput(m, X) and the equal-share throughput every normalization uses.
@@ -87,6 +106,9 @@ struct GavelOptions {
   // SLOs in generated jobs: this fraction gets a deadline of 1.2x, 2x or 10x its duration.
   double slo_fraction = 0;
   std::vector<double> price = kDefaultPrices;
+  // Space sharing (max_min only): 1-accelerator jobs may be packed in pairs on one accelerator
+  // using the data's co-location throughputs.
+  bool space_sharing = false;
   // Gavel's traces contain multi-accelerator jobs of types the data measured only on one
   // (A3C, CycleGAN). With this set, such a job's throughput is the 1-accelerator figure times
   // its scale (linear scaling: optimistic) and the result counts them; otherwise an error.
@@ -112,6 +134,7 @@ struct GavelResult {
   double ftf_mean = 0, ftf_max = 0;     // JCT / JCT with an equal share of the cluster alone
   double cost = 0;                      // $ of accelerator time used (all jobs)
   int64_t slo_jobs = 0, slo_missed = 0;
+  int64_t shared_rounds = 0;            // (pair, round)s that ran two jobs on one accelerator
   double wall_seconds = 0;
 };
 
