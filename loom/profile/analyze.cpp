@@ -384,8 +384,23 @@ std::vector<RequestCluster> cluster_requests(const std::vector<RequestPath>& pat
       for (int j : a) ++sizes[j];
       const size_t min_size = std::max<size_t>(2, members.size() / 20);
       const bool all_big = std::all_of(sizes.begin(), sizes.end(), [&](size_t n) { return n >= min_size; });
+      // Distinct behaviours differ by at least 2x in some stage's mean service time; smaller
+      // differences are the noise of a loaded machine (scheduling delays), not behaviour.
+      std::vector<std::vector<double>> mean(k, std::vector<double>(x[0].size(), 0.0));
+      for (size_t i = 0; i < x.size(); ++i)
+        for (size_t d = 0; d < x[i].size(); ++d) mean[a[i]][d] += x[i][d] / static_cast<double>(sizes[a[i]]);
+      bool separated = true;
+      for (int c1 = 0; c1 < k; ++c1)
+        for (int c2 = c1 + 1; c2 < k; ++c2) {
+          bool differ = false;
+          for (size_t d = 0; d < mean[c1].size(); ++d) {
+            const double lo = std::min(mean[c1][d], mean[c2][d]), hi = std::max(mean[c1][d], mean[c2][d]);
+            differ |= hi >= 2 * lo && hi - lo > 1.0;  // and more than 1 µs apart
+          }
+          separated &= differ;
+        }
       if (sse1 == 0) break;
-      if (sse <= 0.10 * sse1 && all_big) {
+      if (sse <= 0.10 * sse1 && all_big && separated) {
         assign = a;
         break;
       }
