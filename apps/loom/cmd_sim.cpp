@@ -173,6 +173,7 @@ struct GavelCli {
   sched::GavelOptions o;
   std::string policy = "max_min", cluster = "v100=12,p100=12,k80=12", trace, json;
   std::string throughputs = "data/gavel/simulation_throughputs.json";
+  bool generate = false;
   std::string policies = "max_min,max_min_agnostic,fifo", rates_x100 = "20,30,40,50,60,70";
 };
 
@@ -205,6 +206,7 @@ nlohmann::json gavel_record(const GavelCli& g, const sched::GavelResult& r) {
 }
 
 int run_gavel(GavelCli g) {
+  LOOM_CHECK(!(g.generate && !g.trace.empty()), "--generate and --trace exclude each other");
   const sched::GavelThroughputs t = sched::GavelThroughputs::load(g.throughputs);
   g.o.policy = sched::parse_gavel_policy(g.policy);
   g.o.cluster = parse_cluster(g.cluster, t);
@@ -288,6 +290,7 @@ void add_sim(CLI::App& app, Runner& run) {
       ->capture_default_str();
   gavel->add_option("--cluster", g->cluster, "accelerators per type")->capture_default_str();
   gavel->add_option("--trace", g->trace, "Gavel's tab-separated trace instead of generated jobs");
+  gavel->add_flag("--generate", g->generate, "generate jobs with Gavel's generator (the default without --trace)");
   gavel->add_option("--jobs", g->o.num_jobs, "generated jobs")->capture_default_str()->check(CLI::Range(1, 10000000));
   gavel->add_option("--rate", g->o.jobs_per_hour, "generated jobs per hour (Poisson)")->capture_default_str();
   gavel->add_option("--round", g->o.round_s, "round length (s)")->capture_default_str();

@@ -45,6 +45,17 @@ TEST(Gavel, MaxMinFairnessIsHeterogeneityAware) {
     for (size_t j = 0; j < 2; ++j) EXPECT_NEAR(a[m][j], 0.5, 1e-6);
 }
 
+TEST(Gavel, MaxThroughputPutsEachJobWhereItGainsMost) {
+  // Job 0 runs 4x faster on type 1, job 1 the same on both: normalized by their equal-share
+  // throughputs (2.5 and 1), job 0 on type 1 and job 1 on type 0 sum to 1.6 + 1 = 2.6 (the swap: 1.4).
+  PolicyInput in = two_jobs_two_types();
+  in.T = {{1, 4}, {1, 1}};
+  const auto x = solve_policy(GavelPolicy::kMaxThroughput, in);
+  EXPECT_NEAR(x[0][1], 1.0, 1e-6);
+  EXPECT_NEAR(x[1][0], 1.0, 1e-6);
+  EXPECT_NEAR(x[0][0] + x[1][1], 0.0, 1e-6);
+}
+
 TEST(Gavel, MakespanTimeSharesInProportionToWork) {
   PolicyInput in;
   in.T = {{1}, {1}};
