@@ -7,6 +7,7 @@
 
 #include "apps/loom/commands.h"
 #include "loom/base/error.h"
+#include "loom/base/file.h"
 #include "loom/profile/analyze.h"
 #include "loom/profile/sampler.h"
 
@@ -22,11 +23,7 @@ struct ProfOptions {
 
 int run_prof(const ProfOptions& o) {
   if (o.folded) {
-    std::ifstream in(o.file);
-    LOOM_CHECK(in.good(), "cannot open {}", o.file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    profile::SampleProfile p = profile::parse_folded(ss.str(), o.file);
+    profile::SampleProfile p = profile::parse_folded(read_file(o.file), o.file);
     std::printf("%s", p.top_table(o.top).c_str());
     if (!o.svg.empty()) {
       std::ofstream out(o.svg);

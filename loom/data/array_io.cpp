@@ -8,18 +8,11 @@
 #include <sstream>
 
 #include "loom/base/error.h"
+#include "loom/base/file.h"
 #include "loom/ops/ops.h"
 
 namespace loom::data {
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  LOOM_CHECK(in.good(), "cannot open {}", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;

@@ -7,15 +7,12 @@
 #include <sstream>
 
 #include "loom/base/error.h"
+#include "loom/base/file.h"
 
 namespace loom::data {
 
 std::string read_maybe_gzip(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  LOOM_CHECK(in.good(), "cannot open {}", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string raw = ss.str();
+  std::string raw = read_file(path);
   if (raw.size() < 2 || static_cast<unsigned char>(raw[0]) != 0x1f || static_cast<unsigned char>(raw[1]) != 0x8b)
     return raw;
   z_stream zs{};

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "loom/base/error.h"
+#include "loom/base/file.h"
 
 namespace loom::nn {
 namespace {
@@ -139,11 +140,7 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
 }
 
 std::map<std::string, Tensor> load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
-  std::ifstream in(path, std::ios::binary);
-  LOOM_CHECK(in.good(), "load_safetensors: cannot open {}", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return decode_safetensors(ss.str(), path, metadata);
+  return decode_safetensors(read_file(path), path, metadata);
 }
 
 }  // namespace loom::nn

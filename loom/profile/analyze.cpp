@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "loom/base/error.h"
+#include "loom/base/file.h"
 
 namespace loom::profile {
 namespace {
@@ -78,11 +79,7 @@ Trace parse_trace(const std::string& text, const std::string& what) {
 }
 
 Trace load_trace(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  LOOM_CHECK(in.good(), "cannot open trace {}", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse_trace(ss.str(), path);
+  return parse_trace(read_file(path), path);
 }
 
 std::vector<std::string> check_trace(const Trace& t) {

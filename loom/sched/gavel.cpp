@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "loom/base/error.h"
+#include "loom/base/file.h"
 
 namespace loom::sched {
 
@@ -84,11 +85,7 @@ GavelThroughputs GavelThroughputs::parse(const std::string& text, const std::str
 }
 
 GavelThroughputs GavelThroughputs::load(const std::string& path) {
-  std::ifstream in(path);
-  LOOM_CHECK(in.good(), "cannot open {}", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse(ss.str(), path);
+  return parse(read_file(path), path);
 }
 
 std::vector<std::string> GavelThroughputs::models() const {
@@ -473,11 +470,7 @@ std::vector<GavelJob> parse_gavel_trace(const std::string& text, const std::stri
 }
 
 std::vector<GavelJob> read_gavel_trace(const std::string& path) {
-  std::ifstream in(path);
-  LOOM_CHECK(in.good(), "cannot open {}", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_gavel_trace(ss.str(), path);
+  return parse_gavel_trace(read_file(path), path);
 }
 
 // ---- the round-based mechanism ---------------------------------------------------------------

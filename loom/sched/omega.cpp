@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "loom/base/error.h"
+#include "loom/base/file.h"
 
 namespace loom::sched {
 
@@ -124,11 +125,7 @@ std::vector<JobSpec> parse_workload(const std::string& text, const std::string& 
 }
 
 std::vector<JobSpec> read_workload(const std::string& path) {
-  std::ifstream in(path);
-  LOOM_CHECK(in.good(), "cannot open workload {}", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_workload(ss.str(), path);
+  return parse_workload(read_file(path), path);
 }
 
 double OmegaResult::conflict_fraction() const {
