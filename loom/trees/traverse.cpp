@@ -169,12 +169,19 @@ void tt_rows_generic(const TtTables& t, const float* X, int64_t n_rows, float* r
 }  // namespace detail
 
 void run_ptt(const PttTables& t, const float* X, int64_t n_rows, float* raw) {
+  const Isa isa = active_isa();
   run_parallel(t, X, n_rows, raw,
-               active_isa() >= Isa::kAvx512 ? detail::ptt_rows_avx512 : detail::ptt_rows_generic);
+               isa >= Isa::kAvx512 ? detail::ptt_rows_avx512
+               : isa >= Isa::kAvx2 ? detail::ptt_rows_avx2
+                                   : detail::ptt_rows_generic);
 }
 
 void run_tt(const TtTables& t, const float* X, int64_t n_rows, float* raw) {
-  run_parallel(t, X, n_rows, raw, active_isa() >= Isa::kAvx512 ? detail::tt_rows_avx512 : detail::tt_rows_generic);
+  const Isa isa = active_isa();
+  run_parallel(t, X, n_rows, raw,
+               isa >= Isa::kAvx512 ? detail::tt_rows_avx512
+               : isa >= Isa::kAvx2 ? detail::tt_rows_avx2
+                                   : detail::tt_rows_generic);
 }
 
 }  // namespace loom::trees

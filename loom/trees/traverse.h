@@ -8,8 +8,8 @@
 // shallow leaf is replicated below itself), stored in heap order, so the children need no
 // table: idx = 2*idx + 1 + !go_left; after D steps leaf = idx - (2^D - 1).
 // Both are one gather loop over a [rows x trees] batch, which on AVX-512 processes 16 rows
-// per instruction and 4 trees at once for memory-level parallelism; PTT's first five levels
-// (31 nodes) come from in-register permutes instead of gathers.
+// per instruction (8 on AVX2) and 4 trees at once for memory-level parallelism; PTT's first
+// five levels (31 nodes; three and 7 on AVX2) come from in-register permutes, not gathers.
 // Internal header of loom/trees (compile.cpp, traverse*.cpp).
 #pragma once
 
@@ -70,6 +70,8 @@ void ptt_rows_generic(const PttTables& t, const float* X, int64_t n_rows, float*
 void tt_rows_generic(const TtTables& t, const float* X, int64_t n_rows, float* raw);
 void ptt_rows_avx512(const PttTables& t, const float* X, int64_t n_rows, float* raw);
 void tt_rows_avx512(const TtTables& t, const float* X, int64_t n_rows, float* raw);
+void ptt_rows_avx2(const PttTables& t, const float* X, int64_t n_rows, float* raw);
+void tt_rows_avx2(const TtTables& t, const float* X, int64_t n_rows, float* raw);
 }  // namespace detail
 
 }  // namespace loom::trees

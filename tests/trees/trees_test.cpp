@@ -112,6 +112,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Config{Strategy::kAuto, Isa::kAvx512, 2}, Config{Strategy::kPerfectTreeTraversal, Isa::kAvx512, 1},
                       Config{Strategy::kPerfectTreeTraversal, Isa::kGeneric, 2},
                       Config{Strategy::kTreeTraversal, Isa::kAvx512, 2}, Config{Strategy::kTreeTraversal, Isa::kGeneric, 1},
+                      Config{Strategy::kPerfectTreeTraversal, Isa::kAvx2, 2}, Config{Strategy::kTreeTraversal, Isa::kAvx2, 1},
                       Config{Strategy::kGemm, Isa::kAvx512, 2}),
     [](const auto& info) {
       return std::string(strategy_name(info.param.strategy)) + "_" + isa_name(info.param.isa) + "_t" +
@@ -145,7 +146,7 @@ TEST(Trees, StrategiesEqualReferenceWalk) {
       for (double v : reference_raw(e, x.data() + r * 7)) want.push_back(static_cast<float>(v));
     Tensor expect = Tensor::from_vector(want, {n, outputs});
     for (Strategy s : {Strategy::kGemm, Strategy::kTreeTraversal, Strategy::kPerfectTreeTraversal}) {
-      for (Isa isa : {Isa::kAvx512, Isa::kGeneric}) {
+      for (Isa isa : {Isa::kAvx512, Isa::kAvx2, Isa::kGeneric}) {
         SCOPED_TRACE(std::string(strategy_name(s)) + " " + isa_name(isa));
         set_isa_override(isa);
         TreeModel m(e, s);
