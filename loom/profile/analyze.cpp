@@ -379,7 +379,7 @@ std::vector<RequestCluster> cluster_requests(const std::vector<RequestPath>& pat
       // by several requests: one preempted request is noise, not a cluster.
       std::vector<size_t> sizes(k, 0);
       for (int j : a) ++sizes[j];
-      const size_t min_size = std::max<size_t>(2, members.size() / 20);
+      const size_t min_size = std::max<size_t>(3, members.size() / 10);
       const bool all_big = std::all_of(sizes.begin(), sizes.end(), [&](size_t n) { return n >= min_size; });
       // Distinct behaviours differ by at least 2x in some stage's mean service time; smaller
       // differences are the noise of a loaded machine (scheduling delays), not behaviour.

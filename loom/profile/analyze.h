@@ -78,8 +78,8 @@ struct RequestCluster {
 // (edit distance 0); within a structure, k-means (k <= 4, initialised at latency quantiles, so
 // deterministic) on the vector of stage service times, k the smallest whose within-cluster
 // sum of squares is <= 10% of k=1's (a unimodal spread never passes: splitting a normal
-// sample keeps 36%), whose clusters all hold >= max(2, 5%) of the requests (one preempted
-// request is noise, not a behaviour), and whose clusters all differ pairwise by >= 2x in some
+// sample keeps 36%), whose clusters all hold >= max(3, 10%) of the requests (a few preempted
+// requests are noise, not a behaviour), and whose clusters all differ pairwise by >= 2x in some
 // stage's mean service time.
 std::vector<RequestCluster> cluster_requests(const std::vector<RequestPath>& paths);
 std::string format_requests(const std::vector<RequestPath>& paths, const std::vector<RequestCluster>& clusters);
