@@ -253,6 +253,17 @@ void scatter_add(const Tensor& src, int64_t axis, const Tensor& idx, Tensor& out
     scalar_t* po = out.data<scalar_t>();
     // Parallel over outer only: different r may hit the same output row.
     parallel_for(0, bi.outer, std::max<int64_t>(1, 4096 / (bi.inner * bi.reduced)), [&](int64_t lo, int64_t hi) {
+      if (bi.inner == 1) {
+        // Scatter along the last axis (max-pool's backward, embedding rows): one flat loop per
+        // outer row, no inner-loop bookkeeping.
+        for (int64_t o = lo; o < hi; ++o) {
+          const int64_t* ip = pi + o * bi.reduced;
+          const scalar_t* sp = ps + o * bi.reduced;
+          scalar_t* op = po + o * bo.reduced;
+          for (int64_t r = 0; r < bi.reduced; ++r) op[checked_index(ip[r], bo.reduced, "scatter_add")] += sp[r];
+        }
+        return;
+      }
       for (int64_t o = lo; o < hi; ++o)
         for (int64_t r = 0; r < bi.reduced; ++r)
           for (int64_t i = 0; i < bi.inner; ++i) {
