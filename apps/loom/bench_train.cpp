@@ -146,7 +146,7 @@ void add_bench_train(CLI::App& bench, Runner& run) {
   add_common_bench_options(*cmd, *o, /*with_repeats=*/false);
   cmd->add_option("--steps", *steps, "training steps per timed repetition")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_option("--torch-script", *script, "path of tools/bench_train_torch.py")->capture_default_str();
-  cmd->callback([o, script, steps, &run] { run = [o, script, steps] { return run_bench_train(*o, *script, *steps); }; });
+  cmd->callback([o, script, steps, &run] { run = [o, script, steps] { return run_bench_train(*o, repo_file(*script), *steps); }; });
 }
 
 }  // namespace loom::cli

@@ -97,7 +97,7 @@ int run_bench_trees(const TreesOptions& o) {
   std::map<std::pair<int, int>, std::pair<std::string, Timing>> peer;
   if (!o.common.no_peers) {
     std::string out;
-    const std::string cmd = fmt::format("/usr/bin/python3 {} {} {} {} {} {}", o.script, o.model, data_path,
+    const std::string cmd = fmt::format("/usr/bin/python3 {} {} {} {} {} {}", repo_file(o.script), o.model, data_path,
                                         o.common.threads, o.batches, o.common.repeats);
     nlohmann::json j = run_json_command(cmd, &out);
     if (!j.is_array()) {

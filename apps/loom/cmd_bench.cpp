@@ -1,5 +1,7 @@
 // `loom bench <name>`: side-by-side benchmarks against the peer a user would pick instead.
 #include "apps/loom/commands.h"
+
+#include <filesystem>
 #include "loom/base/error.h"
 
 namespace loom::cli {
@@ -19,6 +21,15 @@ std::vector<int> parse_int_list(const std::string& s, const char* option) {
     pos = comma + 1;
   }
   return out;
+}
+
+std::string repo_file(const std::string& rel) {
+  if (rel.empty() || rel[0] == '/' || std::filesystem::exists(rel)) return rel;
+#ifdef LOOM_SOURCE_DIR
+  const std::string in_tree = std::string(LOOM_SOURCE_DIR) + "/" + rel;
+  if (std::filesystem::exists(in_tree)) return in_tree;
+#endif
+  return rel;
 }
 
 void add_common_bench_options(CLI::App& cmd, BenchCommon& o, bool with_repeats) {

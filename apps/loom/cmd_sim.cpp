@@ -207,7 +207,7 @@ nlohmann::json gavel_record(const GavelCli& g, const sched::GavelResult& r) {
 
 int run_gavel(GavelCli g) {
   LOOM_CHECK(!(g.generate && !g.trace.empty()), "--generate and --trace exclude each other");
-  const sched::GavelThroughputs t = sched::GavelThroughputs::load(g.throughputs);
+  const sched::GavelThroughputs t = sched::GavelThroughputs::load(repo_file(g.throughputs));
   g.o.policy = sched::parse_gavel_policy(g.policy);
   g.o.cluster = parse_cluster(g.cluster, t);
   const auto jobs = g.trace.empty() ? sched::generate_gavel_jobs(t, g.o) : sched::read_gavel_trace(g.trace);
@@ -234,7 +234,7 @@ int run_gavel(GavelCli g) {
 
 // Average JCT against the job arrival rate, per policy (Gavel Fig. 9 style).
 int run_gavel_sweep(GavelCli g) {
-  const sched::GavelThroughputs t = sched::GavelThroughputs::load(g.throughputs);
+  const sched::GavelThroughputs t = sched::GavelThroughputs::load(repo_file(g.throughputs));
   g.o.cluster = parse_cluster(g.cluster, t);
   nlohmann::json records = nlohmann::json::array();
   std::printf("%-18s %8s %10s %10s %11s %8s %8s\n", "policy", "jobs/h", "avg_jct_h", "p90_jct_h", "utilization",

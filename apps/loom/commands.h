@@ -39,6 +39,11 @@ std::vector<double> train_samples_per_s(const std::string& model, int64_t batch,
                                         const std::function<void(int)>& around);
 void add_bench_profile(CLI::App& bench, Runner& run);
 
+// A repository file (a peer script, reference data) given relative to the repository root:
+// the path as is when it exists from the working directory, else under the source tree this
+// binary was built from, so `loom` works from any directory.
+std::string repo_file(const std::string& rel);
+
 // Parses "1,2,4" into integers; throws loom::Error naming the option on bad input.
 std::vector<int> parse_int_list(const std::string& s, const char* option);
 
