@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-#include "loom/trees/traverse.h"
+#include "loom/trees/traverse_blocks.h"
 
 namespace loom::trees::detail {
 namespace {
@@ -39,10 +39,7 @@ inline void accumulate8(const TableCommon& t, int32_t tree, __m256i leaf, const 
   } else {
     alignas(32) int32_t li[kLanes];
     _mm256_store_si256(reinterpret_cast<__m256i*>(li), leaf);
-    for (int lane = 0; lane < kLanes; ++lane) {
-      const float* v = leaves + static_cast<int64_t>(li[lane]) * t.leaf_dim;
-      for (int32_t k = 0; k < t.leaf_dim; ++k) acc[k * kLanes + lane] += v[k];
-    }
+    add_vector_leaves<kLanes>(t, li, leaves, acc);
   }
 }
 
@@ -104,37 +101,20 @@ void tt_group8(const TtTables& t, int32_t t0, const Step8& s, float* acc) {
   for (int u = 0; u < U; ++u) accumulate8(t, t0 + u, idx[u], t.value.data(), acc);
 }
 
-template <typename Tables, typename G1, typename G4>
-void run_blocks8(const Tables& t, const float* X, int64_t n_rows, float* raw, G1 g1, G4 g4) {
-  const int32_t F = t.n_features, O = t.n_outputs;
-  std::vector<float> acc(static_cast<size_t>(O) * kLanes), pad;
+Step8 make_step8(int32_t n_features) {
   Step8 s;
-  s.rowoff = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(F));
-  for (int64_t r0 = 0; r0 < n_rows; r0 += kLanes) {
-    const int64_t rows = std::min<int64_t>(kLanes, n_rows - r0);
-    s.Xb = X + r0 * F;
-    if (rows < kLanes) {
-      pad.assign(static_cast<size_t>(kLanes) * F, 0.f);
-      std::memcpy(pad.data(), s.Xb, sizeof(float) * rows * F);
-      s.Xb = pad.data();
-    }
-    for (int32_t k = 0; k < O; ++k) std::fill_n(acc.data() + k * kLanes, kLanes, t.base[k]);
-    int32_t ti = 0;
-    for (; ti + kUnroll <= t.n_trees; ti += kUnroll) g4(t, ti, s, acc.data());
-    for (; ti < t.n_trees; ++ti) g1(t, ti, s, acc.data());
-    for (int64_t r = 0; r < rows; ++r)
-      for (int32_t k = 0; k < O; ++k) raw[(r0 + r) * O + k] = acc[k * kLanes + r];
-  }
+  s.rowoff = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(n_features));
+  return s;
 }
 
 }  // namespace
 
 void ptt_rows_avx2(const PttTables& t, const float* X, int64_t n_rows, float* raw) {
-  run_blocks8(t, X, n_rows, raw, ptt_group8<1>, ptt_group8<kUnroll>);
+  run_blocks<kLanes, kUnroll>(t, X, n_rows, raw, make_step8(t.n_features), ptt_group8<1>, ptt_group8<kUnroll>);
 }
 
 void tt_rows_avx2(const TtTables& t, const float* X, int64_t n_rows, float* raw) {
-  run_blocks8(t, X, n_rows, raw, tt_group8<1>, tt_group8<kUnroll>);
+  run_blocks<kLanes, kUnroll>(t, X, n_rows, raw, make_step8(t.n_features), tt_group8<1>, tt_group8<kUnroll>);
 }
 
 }  // namespace loom::trees::detail

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-#include "loom/trees/traverse.h"
+#include "loom/trees/traverse_blocks.h"
 
 namespace loom::trees::detail {
 namespace {
@@ -48,10 +48,7 @@ inline void accumulate(const TableCommon& t, int32_t tree, __m512i leaf, const f
   } else {
     alignas(64) int32_t li[kLanes];
     _mm512_store_si512(li, leaf);
-    for (int lane = 0; lane < kLanes; ++lane) {
-      const float* v = leaves + static_cast<int64_t>(li[lane]) * t.leaf_dim;
-      for (int32_t k = 0; k < t.leaf_dim; ++k) acc[k * kLanes + lane] += v[k];
-    }
+    add_vector_leaves<kLanes>(t, li, leaves, acc);
   }
 }
 
@@ -116,40 +113,21 @@ void tt_group(const TtTables& t, int32_t t0, const Step& s, float* acc) {
   for (int u = 0; u < U; ++u) accumulate(t, t0 + u, idx[u], t.value.data(), acc);
 }
 
-// Runs `group` over all trees for every 16-row block of X and writes raw rows.
-template <typename Tables, typename Group1, typename Group4>
-void run_blocks(const Tables& t, const float* X, int64_t n_rows, float* raw, Group1 g1, Group4 g4) {
-  const int32_t F = t.n_features, O = t.n_outputs;
-  std::vector<float> acc(static_cast<size_t>(O) * kLanes);
-  std::vector<float> pad;
+Step make_step(int32_t n_features) {
   Step s;
   s.rowoff = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                _mm512_set1_epi32(F));
-  for (int64_t r0 = 0; r0 < n_rows; r0 += kLanes) {
-    const int64_t rows = std::min<int64_t>(kLanes, n_rows - r0);
-    s.Xb = X + r0 * F;
-    if (rows < kLanes) {  // ragged tail: a zero-padded copy, so gathers stay in bounds
-      pad.assign(static_cast<size_t>(kLanes) * F, 0.f);
-      std::memcpy(pad.data(), s.Xb, sizeof(float) * rows * F);
-      s.Xb = pad.data();
-    }
-    for (int32_t k = 0; k < O; ++k) std::fill_n(acc.data() + k * kLanes, kLanes, t.base[k]);
-    int32_t ti = 0;
-    for (; ti + kUnroll <= t.n_trees; ti += kUnroll) g4(t, ti, s, acc.data());
-    for (; ti < t.n_trees; ++ti) g1(t, ti, s, acc.data());
-    for (int64_t r = 0; r < rows; ++r)
-      for (int32_t k = 0; k < O; ++k) raw[(r0 + r) * O + k] = acc[k * kLanes + r];
-  }
+                                _mm512_set1_epi32(n_features));
+  return s;
 }
 
 }  // namespace
 
 void ptt_rows_avx512(const PttTables& t, const float* X, int64_t n_rows, float* raw) {
-  run_blocks(t, X, n_rows, raw, ptt_group<1>, ptt_group<kUnroll>);
+  run_blocks<kLanes, kUnroll>(t, X, n_rows, raw, make_step(t.n_features), ptt_group<1>, ptt_group<kUnroll>);
 }
 
 void tt_rows_avx512(const TtTables& t, const float* X, int64_t n_rows, float* raw) {
-  run_blocks(t, X, n_rows, raw, tt_group<1>, tt_group<kUnroll>);
+  run_blocks<kLanes, kUnroll>(t, X, n_rows, raw, make_step(t.n_features), tt_group<1>, tt_group<kUnroll>);
 }
 
 }  // namespace loom::trees::detail
