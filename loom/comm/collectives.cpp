@@ -1,0 +1,164 @@
+#include "loom/comm/collectives.h"
+
+#include <cstring>
+
+#include "loom/base/error.h"
+#include "loom/profile/trace.h"
+
+namespace loom::comm {
+
+Communicator::Communicator(Transport& t) : t_(t), params_(load_cost_params(t.kind())) {}
+
+void Communicator::set_cost_params(const CostParams& p) {
+  params_ = p;
+  choices_.clear();
+}
+
+CollSpec Communicator::spec(Coll c, size_t count, DType t, Algo algo, int root) const {
+  CollSpec s;
+  s.coll = c;
+  s.algo = algo;
+  s.ranks = size();
+  s.rank = rank();
+  s.count = count;
+  s.root = root;
+  s.local_size = local_size_;
+  if (c == Coll::broadcast && chunk_bytes_ > 0) s.chunk = std::max<size_t>(1, chunk_bytes_ / dtype_size(t));
+  return s;
+}
+
+Algo Communicator::resolve(Coll c, size_t count, DType t, Algo algo, int root) {
+  if (algo != Algo::automatic) return algo;
+  const auto key = std::make_tuple(static_cast<int>(c), count, static_cast<int>(dtype_size(t)), root);
+  auto it = choices_.find(key);
+  if (it != choices_.end()) return it->second;
+  if (choices_.size() > 4096) choices_.clear();
+  const Algo a = choose_algo(spec(c, count, t, algo, root), t, params_);
+  choices_.emplace(key, a);
+  return a;
+}
+
+const Schedule& Communicator::schedule_for(const CollSpec& s) {
+  const Key key{static_cast<int>(s.coll), static_cast<int>(s.algo), s.count, s.root, s.local_size,
+                s.chunk};
+  auto it = schedules_.find(key);
+  if (it != schedules_.end()) return it->second;
+  if (schedules_.size() > 4096) schedules_.clear();
+  return schedules_.emplace(key, make_schedule(s)).first->second;
+}
+
+char* Communicator::work(size_t bytes) {
+  if (work_.size() < bytes) work_.resize(bytes);
+  return work_.data();
+}
+
+void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op) {
+  const size_t es = dtype_size(t);
+  const size_t piece = chunk_bytes_ == 0 ? SIZE_MAX : std::max<size_t>(1, chunk_bytes_ / es);
+  // Scratch for the largest step's reduced receives.
+  size_t need = 0;
+  for (const Step& st : s.steps) {
+    if (!st.reduce) continue;
+    size_t n = 0;
+    for (const Xfer& x : st.recvs) n += x.count;
+    need = std::max(need, n);
+  }
+  if (scratch_.size() < need * es) scratch_.resize(need * es);
+  const uint32_t seq = seq_++;
+  struct Piece {
+    Request req;
+    size_t offset, count, scratch;
+  };
+  std::vector<Piece> recvs;
+  std::vector<Request> sends;
+  for (size_t i = 0; i < s.steps.size(); ++i) {
+    const Step& st = s.steps[i];
+    const uint32_t tag = (seq << 16) | static_cast<uint32_t>(i & 0xffff);
+    recvs.clear();
+    sends.clear();
+    size_t soff = 0;
+    for (const Xfer& x : st.recvs) {
+      size_t done = 0;
+      do {
+        const size_t n = std::min(piece, x.count - done);
+        char* dst = st.reduce ? scratch_.data() + (soff + done) * es : buf + (x.offset + done) * es;
+        recvs.push_back({t_.irecv(x.peer, tag, dst, n * es), x.offset + done, n, soff + done});
+        done += n;
+      } while (done < x.count);
+      soff += x.count;
+    }
+    for (const Xfer& x : st.sends) {
+      size_t done = 0;
+      do {
+        const size_t n = std::min(piece, x.count - done);
+        sends.push_back(t_.isend(x.peer, tag, buf + (x.offset + done) * es, n * es));
+        done += n;
+      } while (done < x.count);
+    }
+    if (st.sends_first) t_.wait_all(sends);
+    for (Piece& p : recvs) {
+      t_.wait(p.req);
+      if (st.reduce) reduce_into(buf + p.offset * es, scratch_.data() + p.scratch * es, p.count, t, op);
+    }
+    t_.wait_all(sends);
+    for (const Copy& c : st.copies) std::memcpy(buf + c.dst * es, buf + c.src * es, c.count * es);
+  }
+}
+
+void Communicator::allreduce(void* buf, size_t count, DType t, ReduceOp op, Algo algo) {
+  LOOM_TRACE_SCOPE("allreduce", "comm");
+  const CollSpec s = spec(Coll::allreduce, count, t, resolve(Coll::allreduce, count, t, algo), 0);
+  execute(schedule_for(s), static_cast<char*>(buf), t, op);
+  if (op == ReduceOp::avg) finish_avg(buf, count, t, size());
+}
+
+void Communicator::reduce_scatter(const void* in, void* out, size_t count, DType t, ReduceOp op, Algo algo) {
+  LOOM_TRACE_SCOPE("reduce_scatter", "comm");
+  const size_t es = dtype_size(t), total = count * size() * es;
+  const CollSpec s = spec(Coll::reduce_scatter, count, t, resolve(Coll::reduce_scatter, count, t, algo), 0);
+  char* w = work(total);
+  if (total) std::memcpy(w, in, total);
+  execute(schedule_for(s), w, t, op);
+  if (count) std::memcpy(out, w + rank() * count * es, count * es);
+  if (op == ReduceOp::avg) finish_avg(out, count, t, size());
+}
+
+void Communicator::allgather(const void* in, void* out, size_t count, DType t, Algo algo) {
+  LOOM_TRACE_SCOPE("allgather", "comm");
+  const size_t es = dtype_size(t);
+  char* o = static_cast<char*>(out);
+  if (count && o + rank() * count * es != in) std::memmove(o + rank() * count * es, in, count * es);
+  const CollSpec s = spec(Coll::allgather, count, t, resolve(Coll::allgather, count, t, algo), 0);
+  execute(schedule_for(s), o, t, ReduceOp::sum);
+}
+
+void Communicator::broadcast(void* buf, size_t count, DType t, int root, Algo algo) {
+  LOOM_TRACE_SCOPE("broadcast", "comm");
+  const CollSpec s = spec(Coll::broadcast, count, t, resolve(Coll::broadcast, count, t, algo, root), root);
+  execute(schedule_for(s), static_cast<char*>(buf), t, ReduceOp::sum);
+}
+
+void Communicator::reduce(void* buf, size_t count, DType t, ReduceOp op, int root, Algo algo) {
+  LOOM_TRACE_SCOPE("reduce", "comm");
+  const CollSpec s = spec(Coll::reduce, count, t, resolve(Coll::reduce, count, t, algo, root), root);
+  execute(schedule_for(s), static_cast<char*>(buf), t, op);
+  if (op == ReduceOp::avg && rank() == root) finish_avg(buf, count, t, size());
+}
+
+void Communicator::alltoall(const void* in, void* out, size_t count, DType t, Algo algo) {
+  LOOM_TRACE_SCOPE("alltoall", "comm");
+  const size_t es = dtype_size(t), half = count * size() * es;
+  const CollSpec s = spec(Coll::alltoall, count, t, resolve(Coll::alltoall, count, t, algo), 0);
+  char* w = work(2 * half);
+  if (half) std::memcpy(w, in, half);
+  execute(schedule_for(s), w, t, ReduceOp::sum);
+  if (half) std::memcpy(out, w + half, half);
+}
+
+void Communicator::barrier() {
+  LOOM_TRACE_SCOPE("barrier", "comm");
+  const CollSpec s = spec(Coll::barrier, 0, DType::f32, Algo::dissemination, 0);
+  execute(schedule_for(s), nullptr, DType::f32, ReduceOp::sum);
+}
+
+}  // namespace loom::comm

@@ -1,0 +1,109 @@
+#include "loom/comm/cost_model.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "loom/base/error.h"
+
+namespace loom::comm {
+
+CostParams default_cost_params(const std::string& transport) {
+  CostParams p;
+  // Measured on the 2-core development VM (docs/comm.md, "Calibration").
+  if (transport == "inproc") {
+    p.alpha = 1.0e-6, p.beta = 1.0 / 9e9, p.gamma = 1.0 / 9e9;
+  } else if (transport == "shm") {
+    p.alpha = 1.0e-6, p.beta = 1.0 / 6e9, p.gamma = 1.0 / 9e9;
+  } else if (transport == "tcp") {
+    p.alpha = 25e-6, p.beta = 1.0 / 2e9, p.gamma = 1.0 / 9e9;
+  } else if (transport == "mpi") {
+    p.alpha = 2e-6, p.beta = 1.0 / 5e9, p.gamma = 1.0 / 9e9;
+  }
+  return p;
+}
+
+std::string default_cost_params_path(const std::string& transport) {
+  const char* home = std::getenv("HOME");
+  return fmt::format("{}/.cache/loom/comm-{}.json", home ? home : ".", transport);
+}
+
+CostParams load_cost_params(const std::string& transport) {
+  std::string path;
+  if (const char* e = std::getenv("LOOM_COMM_MODEL")) path = e;
+  if (path.empty()) path = default_cost_params_path(transport);
+  std::ifstream in(path);
+  if (!in) return default_cost_params(transport);
+  try {
+    nlohmann::json j = nlohmann::json::parse(in);
+    CostParams p;
+    p.alpha = j.at("alpha_s").get<double>();
+    p.beta = 1.0 / j.at("beta_bytes_per_s").get<double>();
+    p.gamma = 1.0 / j.at("gamma_bytes_per_s").get<double>();
+    LOOM_CHECK(p.alpha >= 0 && p.beta > 0 && p.gamma > 0, "values must be positive");
+    p.source = path;
+    return p;
+  } catch (const std::exception& e) {
+    LOOM_THROW("comm: bad cost-model file {}: {} (rerun `loom bench comm-calibrate`)", path, e.what());
+  }
+}
+
+void save_cost_params(const CostParams& p, const std::string& path) {
+  std::filesystem::path fp(path);
+  if (fp.has_parent_path()) std::filesystem::create_directories(fp.parent_path());
+  nlohmann::json j = {{"alpha_s", p.alpha}, {"beta_bytes_per_s", 1.0 / p.beta}, {"gamma_bytes_per_s", 1.0 / p.gamma}};
+  std::ofstream out(path);
+  LOOM_CHECK(out, "comm: cannot write {}", path);
+  out << j.dump(2) << "\n";
+}
+
+double predict_seconds(const CollSpec& spec, DType t, const CostParams& p) {
+  const double es = static_cast<double>(dtype_size(t));
+  std::vector<Schedule> all;
+  all.reserve(spec.ranks);
+  size_t steps = 0;
+  for (int r = 0; r < spec.ranks; ++r) {
+    CollSpec c = spec;
+    c.rank = r;
+    all.push_back(make_schedule(c));
+    steps = std::max(steps, all.back().steps.size());
+  }
+  double total = 0;
+  for (size_t s = 0; s < steps; ++s) {
+    double worst = 0;
+    for (const Schedule& sch : all) {
+      if (s >= sch.steps.size()) continue;
+      const Step& st = sch.steps[s];
+      if (st.sends.empty() && st.recvs.empty()) continue;
+      size_t out = 0, in = 0;
+      for (const Xfer& x : st.sends) out += x.count;
+      for (const Xfer& x : st.recvs) in += x.count;
+      const size_t msgs = std::max(st.sends.size(), st.recvs.size());
+      double c = p.alpha * static_cast<double>(msgs) + p.beta * es * static_cast<double>(std::max(out, in));
+      if (st.reduce) c += p.gamma * es * static_cast<double>(in);
+      worst = std::max(worst, c);
+    }
+    total += worst;
+  }
+  return total;
+}
+
+Algo choose_algo(CollSpec spec, DType t, const CostParams& p) {
+  Algo best = Algo::automatic;
+  double best_t = std::numeric_limits<double>::infinity();
+  for (Algo a : algos_for(spec.coll)) {
+    spec.algo = a;
+    if (!algo_supported(spec)) continue;
+    if (a == Algo::chain && spec.chunk == 0) continue;  // a one-chunk chain is never better than binomial
+    const double s = predict_seconds(spec, t, p);
+    if (s < best_t) best_t = s, best = a;
+  }
+  LOOM_CHECK(best != Algo::automatic, "comm: no algorithm can run {} on {} ranks", coll_name(spec.coll), spec.ranks);
+  return best;
+}
+
+}  // namespace loom::comm
