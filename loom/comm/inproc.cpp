@@ -98,6 +98,7 @@ void InProcWorld::fail_rank(int rank, const std::string& why) {
     std::lock_guard g(fail_mu_);
     if (!failed_[rank].empty()) return;
     failed_[rank] = why.empty() ? "unknown error" : why;
+    if (first_failed_ < 0) first_failed_ = rank;
     any_failed_.store(true, std::memory_order_release);
   }
   // Fail everything that waits on the failed rank: receives from it, sends to it.
@@ -139,6 +140,8 @@ void run_inproc(int ranks, const std::function<void(Transport&)>& fn) {
   for (int r = 1; r < ranks; ++r) threads.emplace_back(body, r);
   body(0);
   for (auto& t : threads) t.join();
+  // The root cause first: the rank that failed before the others saw its failure.
+  if (world.first_failed() >= 0 && errors[world.first_failed()]) std::rethrow_exception(errors[world.first_failed()]);
   for (int r = 0; r < ranks; ++r) {
     if (errors[r]) std::rethrow_exception(errors[r]);
   }

@@ -22,6 +22,7 @@ class InProcWorld {
   // Marks a rank as failed: every pending and future request that involves it fails with
   // `why` (a rank thread that throws calls this so that its peers do not wait forever).
   void fail_rank(int rank, const std::string& why);
+  int first_failed() const { return first_failed_; }  // -1 while every rank is healthy
 
  private:
   friend class InProcTransport;
@@ -43,6 +44,7 @@ class InProcWorld {
   std::mutex fail_mu_;
   std::vector<std::string> failed_;  // per rank; empty = alive
   std::atomic<bool> any_failed_{false};
+  int first_failed_ = -1;
 };
 
 // Runs fn(transport) on `ranks` threads of one InProcWorld and rethrows the first error.
