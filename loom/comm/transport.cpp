@@ -87,7 +87,7 @@ void Transport::wait(const Request& r) {
     const int64_t timeout_ns = static_cast<int64_t>(timeout_s_ * 1e9);
     int64_t last_check = start;
     // Spin first: a reply within a few microseconds is the common case on one machine.
-    for (int i = 0; i < 4000 && !r->done(); ++i) {
+    for (int i = 0, n = spin_iterations(); i < n && !r->done(); ++i) {
       if (!progress()) cpu_relax();
     }
     int idle = 0;

@@ -76,6 +76,9 @@ class Transport {
   virtual void check_peers() {}
   // Whether wait() may sleep (false: the caller must keep calling progress()).
   virtual bool can_sleep() const { return true; }
+  // How long wait() spins before it sleeps (transports whose progress needs another thread of
+  // this process spin less, so that thread gets the CPU).
+  virtual int spin_iterations() const { return 4000; }
   Request make_request(int peer, uint32_t tag, size_t bytes, bool is_send);
   void check_peer_arg(const char* what, int peer, size_t bytes, const void* data) const;
 

@@ -1,0 +1,111 @@
+#include "loom/comm/matcher.h"
+
+#include <cstring>
+
+#include <fmt/core.h>
+
+namespace loom::comm::detail {
+
+std::string size_mismatch(size_t sent, size_t posted) {
+  return fmt::format("message of {} bytes does not match the posted receive of {} bytes", sent, posted);
+}
+
+Matcher::Incoming Matcher::begin_message(int peer, uint32_t tag, size_t bytes) {
+  Incoming in;
+  std::lock_guard g(mu_);
+  Peer& p = peers_[peer];
+  for (auto it = p.posted.begin(); it != p.posted.end(); ++it) {
+    if (it->tag != tag) continue;
+    in.req = it->req;
+    if (it->bytes == bytes) {
+      in.dst = static_cast<char*>(it->data);
+    } else {
+      in.mismatch = size_mismatch(bytes, it->bytes);
+      in.discard = std::make_unique<std::vector<char>>(bytes);
+      in.dst = in.discard->data();
+    }
+    p.posted.erase(it);
+    return in;
+  }
+  auto u = std::make_unique<Unexpected>();
+  u->tag = tag;
+  u->data.resize(bytes);
+  in.u = u.get();
+  in.dst = u->data.data();
+  p.unexpected.push_back(std::move(u));
+  return in;
+}
+
+void Matcher::end_message(int peer, Incoming& in) {
+  if (in.req) {
+    if (in.mismatch.empty()) {
+      in.req->complete();
+    } else {
+      in.req->fail(in.mismatch);
+    }
+    return;
+  }
+  std::lock_guard g(mu_);
+  Peer& p = peers_[peer];
+  in.u->complete = true;
+  if (!in.u->req) return;
+  Unexpected* u = in.u;
+  if (u->user_bytes == u->data.size()) {
+    if (!u->data.empty()) std::memcpy(u->user, u->data.data(), u->data.size());
+    u->req->complete();
+  } else {
+    u->req->fail(size_mismatch(u->data.size(), u->user_bytes));
+  }
+  for (auto it = p.unexpected.begin(); it != p.unexpected.end(); ++it) {
+    if (it->get() == u) {
+      p.unexpected.erase(it);
+      break;
+    }
+  }
+}
+
+void Matcher::post_recv(int peer, uint32_t tag, void* data, size_t bytes, const Request& req) {
+  std::lock_guard g(mu_);
+  Peer& p = peers_[peer];
+  for (auto it = p.unexpected.begin(); it != p.unexpected.end(); ++it) {
+    Unexpected& u = **it;
+    if (u.tag != tag || u.req) continue;
+    if (!u.complete) {  // still arriving: finish when it has
+      u.user = data, u.user_bytes = bytes, u.req = req;
+      return;
+    }
+    if (u.data.size() == bytes) {
+      if (bytes) std::memcpy(data, u.data.data(), bytes);
+      req->complete();
+    } else {
+      req->fail(size_mismatch(u.data.size(), bytes));
+    }
+    p.unexpected.erase(it);
+    return;
+  }
+  if (!p.failed.empty()) {
+    req->fail(p.failed);
+    return;
+  }
+  p.posted.push_back({tag, data, bytes, req});
+}
+
+void Matcher::fail_peer(int peer, const std::string& why) {
+  std::lock_guard g(mu_);
+  Peer& p = peers_[peer];
+  if (p.failed.empty()) p.failed = why;
+  for (auto& x : p.posted) x.req->fail(why);
+  p.posted.clear();
+  for (auto& u : p.unexpected) {
+    if (u->req && !u->complete) u->req->fail(why);
+  }
+}
+
+bool Matcher::peer_failed(int peer, std::string* why) {
+  std::lock_guard g(mu_);
+  if (peers_[peer].failed.empty()) return false;
+  if (why) *why = peers_[peer].failed;
+  return true;
+}
+
+}  // namespace loom::comm::detail

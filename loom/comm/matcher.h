@@ -1,0 +1,63 @@
+// Receive-side message matching shared by the shm and TCP transports (internal to comm):
+// posted receives and early ("unexpected") messages per peer, matched in order per
+// (peer, tag), as MPI does. Thread-safe.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "loom/comm/transport.h"
+
+namespace loom::comm::detail {
+
+class Matcher {
+ public:
+  explicit Matcher(int size) : peers_(size) {}
+
+  struct Unexpected {
+    uint32_t tag = 0;
+    std::vector<char> data;
+    bool complete = false;
+    void* user = nullptr;  // a receive posted while the message was still arriving
+    size_t user_bytes = 0;
+    Request req;
+  };
+  // Where an arriving message goes: a posted receive's buffer, or a buffer of its own.
+  struct Incoming {
+    char* dst = nullptr;
+    Request req;  // the matched receive (null: unexpected)
+    Unexpected* u = nullptr;
+    std::unique_ptr<std::vector<char>> discard;  // size mismatch: the bytes are read and dropped
+    std::string mismatch;
+  };
+
+  Incoming begin_message(int peer, uint32_t tag, size_t bytes);
+  void end_message(int peer, Incoming& in);
+  // Matches an early message or queues the receive.
+  void post_recv(int peer, uint32_t tag, void* data, size_t bytes, const Request& req);
+  // Fails every pending receive from peer and every later one.
+  void fail_peer(int peer, const std::string& why);
+  bool peer_failed(int peer, std::string* why);
+
+ private:
+  struct Posted {
+    uint32_t tag;
+    void* data;
+    size_t bytes;
+    Request req;
+  };
+  struct Peer {
+    std::deque<Posted> posted;
+    std::deque<std::unique_ptr<Unexpected>> unexpected;
+    std::string failed;
+  };
+  std::mutex mu_;
+  std::vector<Peer> peers_;
+};
+
+std::string size_mismatch(size_t sent, size_t posted);
+
+}  // namespace loom::comm::detail
