@@ -43,7 +43,7 @@ void add_common_bench_options(CLI::App& cmd, BenchCommon& o, bool with_repeats) 
 }
 
 void add_bench(CLI::App& app, Runner& run) {
-  auto* bench = app.add_subcommand("bench", "Benchmarks, side by side with peers (OpenBLAS, oneDNN, PyTorch, XGBoost, sklearn)");
+  auto* bench = app.add_subcommand("bench", "Benchmarks, side by side with peers (OpenBLAS, oneDNN, PyTorch, XGBoost, sklearn, MPI, Gloo)");
   bench->require_subcommand(1);
   add_bench_gemm(*bench, run);
   add_bench_conv(*bench, run);
@@ -51,6 +51,7 @@ void add_bench(CLI::App& app, Runner& run) {
   add_bench_train(*bench, run);
   add_bench_trees(*bench, run);
   add_bench_profile(*bench, run);
+  add_bench_comm(*bench, run);
 }
 
 }  // namespace loom::cli

@@ -38,6 +38,7 @@ void add_bench_trees(CLI::App& bench, Runner& run);  // trees and trees-crossove
 std::vector<double> train_samples_per_s(const std::string& model, int64_t batch, int steps, int repeats,
                                         const std::function<void(int)>& around);
 void add_bench_profile(CLI::App& bench, Runner& run);
+void add_bench_comm(CLI::App& bench, Runner& run);  // allreduce ... alltoall, comm-calibrate
 
 // A repository file (a peer script, reference data) given relative to the repository root:
 // the path as is when it exists from the working directory, else under the source tree this

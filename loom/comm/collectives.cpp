@@ -23,7 +23,9 @@ CollSpec Communicator::spec(Coll c, size_t count, DType t, Algo algo, int root) 
   s.count = count;
   s.root = root;
   s.local_size = local_size_;
-  if (c == Coll::broadcast && chunk_bytes_ > 0) s.chunk = std::max<size_t>(1, chunk_bytes_ / dtype_size(t));
+  if ((c == Coll::broadcast || c == Coll::allreduce) && chunk_bytes_ > 0) {
+    s.chunk = std::max<size_t>(1, chunk_bytes_ / dtype_size(t));
+  }
   return s;
 }
 
@@ -58,9 +60,8 @@ void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op) {
   // Scratch for the largest step's reduced receives.
   size_t need = 0;
   for (const Step& st : s.steps) {
-    if (!st.reduce) continue;
     size_t n = 0;
-    for (const Xfer& x : st.recvs) n += x.count;
+    for (const Xfer& x : st.recvs) n += x.reduce ? x.count : 0;
     need = std::max(need, n);
   }
   if (scratch_.size() < need * es) scratch_.resize(need * es);
@@ -68,6 +69,7 @@ void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op) {
   struct Piece {
     Request req;
     size_t offset, count, scratch;
+    bool reduce_after;  // received into scratch: reduce once it is complete
   };
   std::vector<Piece> recvs;
   std::vector<Request> sends;
@@ -81,11 +83,24 @@ void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op) {
       size_t done = 0;
       do {
         const size_t n = std::min(piece, x.count - done);
-        char* dst = st.reduce ? scratch_.data() + (soff + done) * es : buf + (x.offset + done) * es;
-        recvs.push_back({t_.irecv(x.peer, tag, dst, n * es), x.offset + done, n, soff + done});
+        char* dst = buf + (x.offset + done) * es;
+        Request req;
+        bool after = false;
+        if (x.reduce) {
+          // Reduce straight from the transport when it can and no send of this step still
+          // reads the range; else stage in scratch.
+          if (!st.sends_first) req = t_.irecv_reduce(x.peer, tag, dst, n * es, t, op);
+          if (!req) {
+            req = t_.irecv(x.peer, tag, scratch_.data() + (soff + done) * es, n * es);
+            after = true;
+          }
+        } else {
+          req = t_.irecv(x.peer, tag, dst, n * es);
+        }
+        recvs.push_back({std::move(req), x.offset + done, n, soff + done, after});
         done += n;
       } while (done < x.count);
-      soff += x.count;
+      if (x.reduce) soff += x.count;
     }
     for (const Xfer& x : st.sends) {
       size_t done = 0;
@@ -98,7 +113,7 @@ void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op) {
     if (st.sends_first) t_.wait_all(sends);
     for (Piece& p : recvs) {
       t_.wait(p.req);
-      if (st.reduce) reduce_into(buf + p.offset * es, scratch_.data() + p.scratch * es, p.count, t, op);
+      if (p.reduce_after) reduce_into(buf + p.offset * es, scratch_.data() + p.scratch * es, p.count, t, op);
     }
     t_.wait_all(sends);
     for (const Copy& c : st.copies) std::memcpy(buf + c.dst * es, buf + c.src * es, c.count * es);

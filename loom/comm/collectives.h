@@ -51,7 +51,11 @@ class Communicator {
   void set_local_size(int n) { local_size_ = n; }
   int local_size() const { return local_size_; }
   // Messages are cut into pieces of at most this many bytes (default 512 KiB; 0: never).
-  void set_chunk_bytes(size_t b) { chunk_bytes_ = b; }
+  void set_chunk_bytes(size_t b) {
+    chunk_bytes_ = b;
+    choices_.clear();
+  }
+  size_t chunk_bytes() const { return chunk_bytes_; }
   const CostParams& cost_params() const { return params_; }
   void set_cost_params(const CostParams& p);
 

@@ -79,12 +79,12 @@ double predict_seconds(const CollSpec& spec, DType t, const CostParams& p) {
       if (s >= sch.steps.size()) continue;
       const Step& st = sch.steps[s];
       if (st.sends.empty() && st.recvs.empty()) continue;
-      size_t out = 0, in = 0;
+      size_t out = 0, in = 0, reduced = 0;
       for (const Xfer& x : st.sends) out += x.count;
-      for (const Xfer& x : st.recvs) in += x.count;
+      for (const Xfer& x : st.recvs) in += x.count, reduced += x.reduce ? x.count : 0;
       const size_t msgs = std::max(st.sends.size(), st.recvs.size());
       double c = p.alpha * static_cast<double>(msgs) + p.beta * es * static_cast<double>(std::max(out, in));
-      if (st.reduce) c += p.gamma * es * static_cast<double>(in);
+      c += p.gamma * es * static_cast<double>(reduced);
       worst = std::max(worst, c);
     }
     total += worst;

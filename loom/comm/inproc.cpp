@@ -32,11 +32,20 @@ class InProcTransport final : public Transport {
         return req;
       }
     }
-    box.sends.push_back({rank_, tag, nullptr, data, bytes, req});
+    box.sends.push_back({rank_, tag, nullptr, data, bytes, req, {}});
     return req;
   }
 
   Request irecv(int peer, uint32_t tag, void* data, size_t bytes) override {
+    return post(peer, tag, data, bytes, {});
+  }
+  // The sender's thread (or this one) reduces straight from the sender's buffer.
+  Request irecv_reduce(int peer, uint32_t tag, void* data, size_t bytes, DType t, ReduceOp op) override {
+    return post(peer, tag, data, bytes, detail::Reduction{true, t, op});
+  }
+
+ private:
+  Request post(int peer, uint32_t tag, void* data, size_t bytes, detail::Reduction red) {
     check_peer_arg("irecv", peer, bytes, data);
     Request req = make_request(peer, tag, bytes, false);
     if (check_failed(peer, req)) return req;
@@ -47,17 +56,16 @@ class InProcTransport final : public Transport {
         InProcWorld::Pending s = std::move(*it);
         box.sends.erase(it);
         lock.unlock();
-        InProcWorld::Pending r{peer, tag, data, nullptr, bytes, req};
+        InProcWorld::Pending r{peer, tag, data, nullptr, bytes, req, red};
         deliver(s.send_data, s.bytes, r);
         s.req->complete();
         return req;
       }
     }
-    box.recvs.push_back({peer, tag, data, nullptr, bytes, req});
+    box.recvs.push_back({peer, tag, data, nullptr, bytes, req, red});
     return req;
   }
 
- private:
   // Copies a matched message into the receive and completes it (or fails it on a size
   // mismatch; the send still completes: its data was consumed).
   static void deliver(const void* src, size_t bytes, InProcWorld::Pending& r) {
@@ -65,7 +73,7 @@ class InProcTransport final : public Transport {
       r.req->fail(fmt::format("message of {} bytes does not match the posted receive of {} bytes", bytes, r.bytes));
       return;
     }
-    if (bytes) std::memcpy(r.recv_data, src, bytes);
+    r.red.apply(static_cast<char*>(r.recv_data), static_cast<const char*>(src), bytes);
     r.req->complete();
   }
 

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <vector>
 
+#include "loom/comm/matcher.h"
 #include "loom/comm/transport.h"
 
 namespace loom::comm {
@@ -33,6 +34,7 @@ class InProcWorld {
     const void* send_data;  // for waiting sends
     size_t bytes;
     Request req;
+    detail::Reduction red;  // posted receives: reduce instead of copy
   };
   struct Box {  // the mailbox of one receiving rank
     std::mutex mu;

@@ -6,6 +6,14 @@
 
 namespace loom::comm::detail {
 
+void Reduction::apply(char* dst, const char* src, size_t n) const {
+  if (!on) {
+    if (n) std::memcpy(dst, src, n);
+    return;
+  }
+  reduce_into(dst, src, n / dtype_size(t), t, op);
+}
+
 std::string size_mismatch(size_t sent, size_t posted) {
   return fmt::format("message of {} bytes does not match the posted receive of {} bytes", sent, posted);
 }
@@ -19,6 +27,7 @@ Matcher::Incoming Matcher::begin_message(int peer, uint32_t tag, size_t bytes) {
     in.req = it->req;
     if (it->bytes == bytes) {
       in.dst = static_cast<char*>(it->data);
+      in.red = it->red;
     } else {
       in.mismatch = size_mismatch(bytes, it->bytes);
       in.discard = std::make_unique<std::vector<char>>(bytes);
@@ -51,7 +60,7 @@ void Matcher::end_message(int peer, Incoming& in) {
   if (!in.u->req) return;
   Unexpected* u = in.u;
   if (u->user_bytes == u->data.size()) {
-    if (!u->data.empty()) std::memcpy(u->user, u->data.data(), u->data.size());
+    u->red.apply(static_cast<char*>(u->user), u->data.data(), u->data.size());
     u->req->complete();
   } else {
     u->req->fail(size_mismatch(u->data.size(), u->user_bytes));
@@ -64,18 +73,18 @@ void Matcher::end_message(int peer, Incoming& in) {
   }
 }
 
-void Matcher::post_recv(int peer, uint32_t tag, void* data, size_t bytes, const Request& req) {
+void Matcher::post_recv(int peer, uint32_t tag, void* data, size_t bytes, const Request& req, Reduction red) {
   std::lock_guard g(mu_);
   Peer& p = peers_[peer];
   for (auto it = p.unexpected.begin(); it != p.unexpected.end(); ++it) {
     Unexpected& u = **it;
     if (u.tag != tag || u.req) continue;
     if (!u.complete) {  // still arriving: finish when it has
-      u.user = data, u.user_bytes = bytes, u.req = req;
+      u.user = data, u.user_bytes = bytes, u.req = req, u.red = red;
       return;
     }
     if (u.data.size() == bytes) {
-      if (bytes) std::memcpy(data, u.data.data(), bytes);
+      red.apply(static_cast<char*>(data), u.data.data(), bytes);
       req->complete();
     } else {
       req->fail(size_mismatch(u.data.size(), bytes));
@@ -87,7 +96,7 @@ void Matcher::post_recv(int peer, uint32_t tag, void* data, size_t bytes, const 
     req->fail(p.failed);
     return;
   }
-  p.posted.push_back({tag, data, bytes, req});
+  p.posted.push_back({tag, data, bytes, req, red});
 }
 
 void Matcher::fail_peer(int peer, const std::string& why) {

@@ -13,6 +13,15 @@
 
 namespace loom::comm::detail {
 
+// A receive that reduces into its buffer instead of overwriting it.
+struct Reduction {
+  bool on = false;
+  DType t = DType::f32;
+  ReduceOp op = ReduceOp::sum;
+  // Writes n bytes of a message at dst: copy, or reduce element-wise.
+  void apply(char* dst, const char* src, size_t n) const;
+};
+
 class Matcher {
  public:
   explicit Matcher(int size) : peers_(size) {}
@@ -23,6 +32,7 @@ class Matcher {
     bool complete = false;
     void* user = nullptr;  // a receive posted while the message was still arriving
     size_t user_bytes = 0;
+    Reduction red;
     Request req;
   };
   // Where an arriving message goes: a posted receive's buffer, or a buffer of its own.
@@ -32,12 +42,13 @@ class Matcher {
     Unexpected* u = nullptr;
     std::unique_ptr<std::vector<char>> discard;  // size mismatch: the bytes are read and dropped
     std::string mismatch;
+    Reduction red;  // how to write into dst (a reducing receive matched directly)
   };
 
   Incoming begin_message(int peer, uint32_t tag, size_t bytes);
   void end_message(int peer, Incoming& in);
   // Matches an early message or queues the receive.
-  void post_recv(int peer, uint32_t tag, void* data, size_t bytes, const Request& req);
+  void post_recv(int peer, uint32_t tag, void* data, size_t bytes, const Request& req, Reduction red = {});
   // Fails every pending receive from peer and every later one.
   void fail_peer(int peer, const std::string& why);
   bool peer_failed(int peer, std::string* why);
@@ -48,6 +59,7 @@ class Matcher {
     void* data;
     size_t bytes;
     Request req;
+    Reduction red;
   };
   struct Peer {
     std::deque<Posted> posted;

@@ -170,9 +170,26 @@ void allreduce(Schedule& s, const CollSpec& c) {
   if (p == 1) return;
   switch (c.algo) {
     case Algo::ring: {
-      const auto off = partition(n, p);
-      ring_rs(s, iota_group(p), r, off);
-      ring_ag(s, iota_group(p), r, off);
+      // Slices of p * chunk elements, each through the 2(p-1) ring stages, one step apart:
+      // step t runs stage t - k of slice k. One slice is the textbook ring.
+      const size_t slice = c.chunk == 0 ? std::max<size_t>(n, 1) : c.chunk * p;
+      const int slices = static_cast<int>(std::max<size_t>(1, (n + slice - 1) / slice));
+      const int stages = 2 * (p - 1), next = mod(r + 1, p), prev = mod(r - 1, p);
+      for (int t = 0; t < slices + stages - 1; ++t) {
+        Step& x = add(s);
+        for (int k = std::max(0, t - stages + 1); k <= std::min(t, slices - 1); ++k) {
+          const size_t b = std::min(n, k * slice), e = std::min(n, (k + 1) * slice);
+          auto off = partition(e - b, p);
+          for (auto& o : off) o += b;
+          const int st = t - k;
+          const bool rs = st < p - 1;
+          const int sb = rs ? mod(r - st - 1, p) : mod(r - (st - p + 1), p);
+          const int rb = mod(sb - 1, p);
+          push(x.sends, next, off[sb], off[sb + 1]);
+          push(x.recvs, prev, off[rb], off[rb + 1]);
+          x.recvs.back().reduce = rs;
+        }
+      }
       return;
     }
     case Algo::recursive_doubling: {
@@ -450,8 +467,9 @@ Schedule make_schedule(const CollSpec& c) {
       break;
   }
   for (Step& st : s.steps) {
-    if (!st.reduce) continue;
+    for (Xfer& x : st.recvs) x.reduce = x.reduce || st.reduce;
     for (const Xfer& x : st.recvs) {
+      if (!x.reduce) continue;
       for (const Xfer& y : st.sends) {
         if (x.count && y.count && x.offset < y.offset + y.count && y.offset < x.offset + x.count) st.sends_first = true;
       }
@@ -466,9 +484,7 @@ ScheduleStats schedule_stats(const Schedule& s) {
     if (!x.sends.empty() || !x.recvs.empty() || !x.copies.empty()) ++st.steps;
     st.messages_sent += x.sends.size();
     for (const Xfer& t : x.sends) st.elements_sent += t.count;
-    if (x.reduce) {
-      for (const Xfer& t : x.recvs) st.elements_reduced += t.count;
-    }
+    for (const Xfer& t : x.recvs) st.elements_reduced += t.reduce ? t.count : 0;
   }
   return st;
 }

@@ -44,6 +44,7 @@ struct Xfer {
   int peer;
   size_t offset;  // elements into the working buffer
   size_t count;   // elements
+  bool reduce = false;  // receives only: reduce into the range (else overwrite it)
 };
 struct Copy {
   size_t src, dst, count;  // elements; ranges do not overlap
@@ -51,7 +52,9 @@ struct Copy {
 struct Step {
   std::vector<Xfer> sends;
   std::vector<Xfer> recvs;
-  bool reduce = false;       // receives are reduced into their range (else copied)
+  // Generators' shorthand: every receive of the step reduces (make_schedule copies it onto
+  // each receive's Xfer::reduce, which is what the runtime reads; a step may mix both).
+  bool reduce = false;
   // A reduced receive overlaps data sent in the same step (recursive doubling exchanges the
   // same range both ways): the runtime lets the sends finish before reducing. Set by
   // make_schedule; copy receives never overlap sends.
@@ -73,7 +76,10 @@ struct CollSpec {
   size_t count = 0;
   int root = 0;          // broadcast, reduce
   int local_size = 0;    // hierarchical: ranks per node (ranks % local_size == 0)
-  size_t chunk = 0;      // chain broadcast: elements per pipeline chunk (0: one chunk)
+  // Pipelining: chain broadcast: elements per chunk; ring allreduce: elements per block of a
+  // slice (the buffer is cut into slices of ranks * chunk elements that move through the ring
+  // one step apart, so a block reduced in one step is sent on while still in cache). 0: none.
+  size_t chunk = 0;
 };
 
 // Where the working buffer's data lives for each collective:

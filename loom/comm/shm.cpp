@@ -152,6 +152,17 @@ Request ShmTransport::irecv(int peer, uint32_t tag, void* data, size_t bytes) {
   return req;
 }
 
+Request ShmTransport::irecv_reduce(int peer, uint32_t tag, void* data, size_t bytes, DType t, ReduceOp op) {
+  check_peer_arg("irecv", peer, bytes, data);
+  LOOM_CHECK(bytes % dtype_size(t) == 0, "comm shm: reducing receive of {} bytes is not a whole number of {}", bytes,
+             dtype_name(t));
+  Request req = make_request(peer, tag, bytes, false);
+  std::lock_guard g(mu_);
+  matcher_.post_recv(peer, tag, data, bytes, req, detail::Reduction{true, t, op});
+  pull(peer);
+  return req;
+}
+
 bool ShmTransport::push_sends(int peer) {
   auto& q = sendq_[peer];
   if (q.empty()) return false;
@@ -196,7 +207,7 @@ bool ShmTransport::pull(int peer) {
       arriving_[peer] = true;
     }
     LOOM_CHECK(arriving_[peer], "comm shm: rank {}: corrupt fragment from rank {}", rank_, peer);
-    if (sh->frag) std::memcpy(incoming_[peer].dst + sh->offset, slot + sizeof(SlotHeader), sh->frag);
+    if (sh->frag) incoming_[peer].red.apply(incoming_[peer].dst + sh->offset, slot + sizeof(SlotHeader), sh->frag);
     const bool last = sh->offset + sh->frag == sh->msg_bytes;
     ++tail;
     ch->tail.store(tail, std::memory_order_release);

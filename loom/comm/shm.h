@@ -30,6 +30,8 @@ class ShmTransport final : public Transport {
   const char* kind() const override { return "shm"; }
   Request isend(int peer, uint32_t tag, const void* data, size_t bytes) override;
   Request irecv(int peer, uint32_t tag, void* data, size_t bytes) override;
+  // Reduces each fragment straight out of the ring into data.
+  Request irecv_reduce(int peer, uint32_t tag, void* data, size_t bytes, DType t, ReduceOp op) override;
 
  protected:
   bool progress() override;

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "loom/comm/types.h"
+
 namespace loom::comm {
 
 // Completion state shared by a transport and the caller. The transport calls complete() or
@@ -55,6 +57,13 @@ class Transport {
 
   virtual Request isend(int peer, uint32_t tag, const void* data, size_t bytes) = 0;
   virtual Request irecv(int peer, uint32_t tag, void* data, size_t bytes) = 0;
+  // A receive that reduces into data (data[i] = data[i] op message[i]) as the bytes arrive,
+  // saving the staging copy; null when the transport cannot (the caller then receives into
+  // scratch memory and reduces itself).
+  virtual Request irecv_reduce(int /*peer*/, uint32_t /*tag*/, void* /*data*/, size_t /*bytes*/, DType /*t*/,
+                               ReduceOp /*op*/) {
+    return nullptr;
+  }
 
   // Waits for one request; throws loom::Error naming the peer on failure or timeout.
   void wait(const Request& r);

@@ -37,6 +37,13 @@ std::vector<CollSpec> every_spec(int p, size_t count) {
         }
         continue;
       }
+      if (c == Coll::allreduce && a == Algo::ring) {
+        for (size_t chunk : {size_t{0}, size_t{1}, size_t{3}}) {
+          s.chunk = chunk;
+          out.push_back(s);
+        }
+        continue;
+      }
       if (c == Coll::broadcast || c == Coll::reduce) {
         for (int root : {0, p - 1, p / 2}) {
           s.root = root;
@@ -85,7 +92,7 @@ std::vector<std::vector<double>> simulate(const std::vector<Schedule>& sch, std:
         if (k >= q.size()) return buf;
         EXPECT_EQ(q[k].size(), x.count);
         for (size_t j = 0; j < x.count && j < q[k].size(); ++j) {
-          if (st.reduce) {
+          if (x.reduce) {
             buf[r][x.offset + j] += q[k][j];
           } else {
             buf[r][x.offset + j] = q[k][j];
@@ -126,7 +133,7 @@ TEST(CommSchedule, StepsMatchPairwiseAndNoRaces) {
               // (A reduced receive may, when the step says its sends go first.)
               for (const Xfer& y : st.sends) {
                 const bool ov = overlaps(x.offset, x.count, y.offset, y.count);
-                EXPECT_TRUE(!ov || (st.reduce && st.sends_first)) << "step " << i;
+                EXPECT_TRUE(!ov || (x.reduce && st.sends_first)) << "step " << i;
               }
               for (const Xfer& y : st.recvs) {
                 if (&x != &y) {
@@ -213,6 +220,13 @@ TEST(CommSchedule, StepsAndBytesMatchTheDocs) {
     EXPECT_EQ(ring.steps, 2 * (p - 1));
     EXPECT_EQ(ring.elements_sent, 2 * (p - 1) * n / p);
     EXPECT_EQ(ring.elements_reduced, (p - 1) * n / p);
+    // Pipelined ring: C slices take C + 2(p-1) - 1 steps and send the same bytes.
+    CollSpec pr;
+    pr.coll = Coll::allreduce, pr.algo = Algo::ring, pr.ranks = p, pr.count = n, pr.chunk = n / p / 8;
+    const auto prs = schedule_stats(make_schedule(pr));
+    EXPECT_EQ(prs.steps, 8 + 2 * (p - 1) - 1);
+    EXPECT_EQ(prs.elements_sent, ring.elements_sent);
+    EXPECT_EQ(prs.elements_reduced, ring.elements_reduced);
     auto tree = stats(Coll::allreduce, Algo::tree, p, n, p - 1);
     EXPECT_LE(tree.steps, 2 * lg);
     if (pow2) {
