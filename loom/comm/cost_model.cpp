@@ -83,8 +83,9 @@ double predict_seconds(const CollSpec& spec, DType t, const CostParams& p) {
       for (const Xfer& x : st.sends) out += x.count;
       for (const Xfer& x : st.recvs) in += x.count, reduced += x.reduce ? x.count : 0;
       const size_t msgs = std::max(st.sends.size(), st.recvs.size());
-      double c = p.alpha * static_cast<double>(msgs) + p.beta * es * static_cast<double>(std::max(out, in));
-      c += p.gamma * es * static_cast<double>(reduced);
+      const double wire = p.beta * es * static_cast<double>(std::max(out, in));
+      const double red = p.gamma * es * static_cast<double>(reduced);
+      double c = p.alpha * static_cast<double>(msgs) + (sch.pipelined ? std::max(wire, red) : wire + red);
       worst = std::max(worst, c);
     }
     total += worst;

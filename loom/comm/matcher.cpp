@@ -18,6 +18,25 @@ std::string size_mismatch(size_t sent, size_t posted) {
   return fmt::format("message of {} bytes does not match the posted receive of {} bytes", sent, posted);
 }
 
+std::vector<char> Matcher::take_buffer(size_t bytes) {
+  size_t best = pool_.size();
+  for (size_t i = 0; i < pool_.size(); ++i) {
+    if (pool_[i].capacity() >= bytes && (best == pool_.size() || pool_[i].capacity() < pool_[best].capacity())) best = i;
+  }
+  if (best == pool_.size()) return std::vector<char>(bytes);
+  std::vector<char> b = std::move(pool_[best]);
+  pool_.erase(pool_.begin() + static_cast<std::ptrdiff_t>(best));
+  pool_bytes_ -= b.capacity();
+  b.resize(bytes);  // within capacity: no allocation, no page faults
+  return b;
+}
+
+void Matcher::give_buffer(std::vector<char>&& b) {
+  if (b.capacity() == 0 || pool_bytes_ + b.capacity() > kPoolBytes) return;
+  pool_bytes_ += b.capacity();
+  pool_.push_back(std::move(b));
+}
+
 Matcher::Incoming Matcher::begin_message(int peer, uint32_t tag, size_t bytes) {
   Incoming in;
   std::lock_guard g(mu_);
@@ -38,7 +57,7 @@ Matcher::Incoming Matcher::begin_message(int peer, uint32_t tag, size_t bytes) {
   }
   auto u = std::make_unique<Unexpected>();
   u->tag = tag;
-  u->data.resize(bytes);
+  u->data = take_buffer(bytes);
   in.u = u.get();
   in.dst = u->data.data();
   p.unexpected.push_back(std::move(u));
@@ -67,6 +86,7 @@ void Matcher::end_message(int peer, Incoming& in) {
   }
   for (auto it = p.unexpected.begin(); it != p.unexpected.end(); ++it) {
     if (it->get() == u) {
+      give_buffer(std::move(u->data));
       p.unexpected.erase(it);
       break;
     }
@@ -89,6 +109,7 @@ void Matcher::post_recv(int peer, uint32_t tag, void* data, size_t bytes, const 
     } else {
       req->fail(size_mismatch(u.data.size(), bytes));
     }
+    give_buffer(std::move(u.data));
     p.unexpected.erase(it);
     return;
   }

@@ -66,6 +66,14 @@ class Matcher {
     std::deque<std::unique_ptr<Unexpected>> unexpected;
     std::string failed;
   };
+  // Buffers of consumed early messages, reused so that steady-state traffic does not page-fault
+  // fresh memory (~12 us per 4 KiB page on this VM). At most kPoolBytes are kept.
+  std::vector<char> take_buffer(size_t bytes);  // mu_ held
+  void give_buffer(std::vector<char>&& b);      // mu_ held
+  static constexpr size_t kPoolBytes = size_t{512} << 20;
+  std::vector<std::vector<char>> pool_;
+  size_t pool_bytes_ = 0;
+
   std::mutex mu_;
   std::vector<Peer> peers_;
 };

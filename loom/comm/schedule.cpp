@@ -175,6 +175,7 @@ void allreduce(Schedule& s, const CollSpec& c) {
       const size_t slice = c.chunk == 0 ? std::max<size_t>(n, 1) : c.chunk * p;
       const int slices = static_cast<int>(std::max<size_t>(1, (n + slice - 1) / slice));
       const int stages = 2 * (p - 1), next = mod(r + 1, p), prev = mod(r - 1, p);
+      s.pipelined = slices > 1;
       for (int t = 0; t < slices + stages - 1; ++t) {
         Step& x = add(s);
         for (int k = std::max(0, t - stages + 1); k <= std::min(t, slices - 1); ++k) {

@@ -64,6 +64,9 @@ struct Step {
 struct Schedule {
   std::vector<Step> steps;
   size_t buffer_count = 0;  // elements of the working buffer
+  // Slices of the buffer move through the steps one behind the other, so a step's reduction
+  // overlaps its transfers (the cost model charges max(transfer, reduce) per step).
+  bool pipelined = false;
 };
 
 struct CollSpec {
