@@ -45,6 +45,8 @@ struct TcpTransport::Peer {
   size_t hdr_got = 0, payload_got = 0;
   bool in_payload = false;
   detail::Matcher::Incoming in;
+  std::vector<char> bounce;  // reducing receives: bytes read but not yet reduced
+  size_t fill = 0;
   bool lost = false;
 };
 
@@ -138,6 +140,15 @@ Request TcpTransport::isend(int peer, uint32_t tag, const void* data, size_t byt
   return req;
 }
 
+Request TcpTransport::irecv_reduce(int peer, uint32_t tag, void* data, size_t bytes, DType t, ReduceOp op) {
+  check_peer_arg("irecv", peer, bytes, data);
+  LOOM_CHECK(bytes % dtype_size(t) == 0, "comm tcp: reducing receive of {} bytes is not a whole number of {}", bytes,
+             dtype_name(t));
+  Request req = make_request(peer, tag, bytes, false);
+  matcher_.post_recv(peer, tag, data, bytes, req, detail::Reduction{true, t, op});
+  return req;
+}
+
 Request TcpTransport::irecv(int peer, uint32_t tag, void* data, size_t bytes) {
   check_peer_arg("irecv", peer, bytes, data);
   Request req = make_request(peer, tag, bytes, false);
@@ -212,8 +223,13 @@ void TcpTransport::on_readable(int peer) {
   Peer& p = *peers_[peer];
   for (;;) {
     ssize_t r;
+    const bool reducing = p.in_payload && p.in.red.on;
     if (!p.in_payload) {
       r = ::recv(p.fd, reinterpret_cast<char*>(&p.hdr) + p.hdr_got, sizeof(WireHeader) - p.hdr_got, 0);
+    } else if (reducing) {
+      if (p.bounce.empty()) p.bounce.resize(256 << 10);
+      const size_t want = std::min(p.bounce.size() - p.fill, p.hdr.bytes - p.payload_got - p.fill);
+      r = ::recv(p.fd, p.bounce.data() + p.fill, want, 0);
     } else {
       r = ::recv(p.fd, p.in.dst + p.payload_got, p.hdr.bytes - p.payload_got, 0);
     }
@@ -234,6 +250,14 @@ void TcpTransport::on_readable(int peer) {
       p.in = matcher_.begin_message(peer, p.hdr.tag, p.hdr.bytes);
       p.payload_got = 0;
       p.in_payload = true;
+    } else if (reducing) {
+      // Reduce the whole elements read so far; keep a partial element for the next read.
+      p.fill += static_cast<size_t>(r);
+      const size_t es = dtype_size(p.in.red.t), whole = p.fill / es * es;
+      p.in.red.apply(p.in.dst + p.payload_got, p.bounce.data(), whole);
+      p.payload_got += whole;
+      if (p.fill > whole) std::memmove(p.bounce.data(), p.bounce.data() + whole, p.fill - whole);
+      p.fill -= whole;
     } else {
       p.payload_got += static_cast<size_t>(r);
     }

@@ -32,6 +32,8 @@ class TcpTransport final : public Transport {
   const char* kind() const override { return "tcp"; }
   Request isend(int peer, uint32_t tag, const void* data, size_t bytes) override;
   Request irecv(int peer, uint32_t tag, void* data, size_t bytes) override;
+  // The I/O thread reads through a small cache-resident buffer and reduces into data.
+  Request irecv_reduce(int peer, uint32_t tag, void* data, size_t bytes, DType t, ReduceOp op) override;
 
  protected:
   int spin_iterations() const override { return 200; }
