@@ -1,6 +1,9 @@
 #include "loom/comm/shm.h"
 
 #include <fcntl.h>
+#include <sched.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -20,14 +23,17 @@ namespace loom::comm {
 
 namespace {
 constexpr uint64_t kMagic = 0x4c4f4f4d53484d31ull;  // "LOOMSHM1"
+// A slot is this header followed directly by the payload, so a message of up to 40 bytes
+// travels in one cache line.
 struct SlotHeader {
   uint32_t tag;
   uint32_t frag;
   uint64_t msg_bytes;
   uint64_t offset;
-  uint64_t pad[5];
 };
-static_assert(sizeof(SlotHeader) == 64);
+static_assert(sizeof(SlotHeader) == 24);
+// Slot stride: header + payload, rounded to whole cache lines.
+size_t slot_stride(size_t slot_bytes) { return (sizeof(SlotHeader) + slot_bytes + 63) & ~size_t{63}; }
 }  // namespace
 
 struct ShmTransport::Header {
@@ -38,6 +44,8 @@ struct ShmTransport::Header {
   std::atomic<int32_t> attached;
   std::atomic<int32_t> pid[kMaxRanks];
   std::atomic<int32_t> closed[kMaxRanks];
+  std::atomic<uint32_t> bell[kMaxRanks];      // bumped by peers after they touch our rings
+  std::atomic<uint32_t> sleeping[kMaxRanks];  // rank r sleeps on bell[r]
 };
 
 struct ShmTransport::Channel {
@@ -56,13 +64,14 @@ ShmTransport::Channel* ShmTransport::channel(int from, int to) const {
 ShmTransport::ShmTransport(int rank, int size, Store& store, const std::string& prefix)
     : rank_(rank), size_(size), sendq_(size), incoming_(size), arriving_(size, false), matcher_(size), dead_(size) {
   set_timeout(default_timeout_s());
+  cached_tail_.assign(size, 0);
   LOOM_CHECK(size >= 1 && size <= kMaxRanks, "comm shm: {} ranks (1..{} supported)", size, kMaxRanks);
   LOOM_CHECK(rank >= 0 && rank < size, "comm shm: rank {} out of range for {} ranks", rank, size);
   // Ring size: 16 slots of 64 KiB per ordered pair, fewer slots for large groups.
   slot_bytes_ = 64 << 10;
   const size_t pairs = static_cast<size_t>(size) * size;
   slots_ = std::clamp<size_t>((size_t{512} << 20) / std::max<size_t>(pairs, 1) / (slot_bytes_ + 64), 4, 16);
-  channel_bytes_ = 192 + slots_ * (slot_bytes_ + sizeof(SlotHeader));
+  channel_bytes_ = 192 + slots_ * slot_stride(slot_bytes_);
   channel_bytes_ = (channel_bytes_ + 4095) & ~size_t{4095};
   const size_t hdr = (sizeof(Header) + 4095) & ~size_t{4095};
   bytes_ = hdr + pairs * channel_bytes_;
@@ -101,7 +110,9 @@ ShmTransport::ShmTransport(int rank, int size, Store& store, const std::string& 
     hdr_->slots = static_cast<uint32_t>(slots_);
     hdr_->slot_bytes = slot_bytes_;
     hdr_->attached.store(0);
-    for (int i = 0; i < kMaxRanks; ++i) hdr_->pid[i].store(0), hdr_->closed[i].store(0);
+    for (int i = 0; i < kMaxRanks; ++i) {
+      hdr_->pid[i].store(0), hdr_->closed[i].store(0), hdr_->bell[i].store(0), hdr_->sleeping[i].store(0);
+    }
     hdr_->magic.store(kMagic, std::memory_order_release);
     store.set(prefix + "/segment", name_);
   }
@@ -121,6 +132,9 @@ ShmTransport::ShmTransport(int rank, int size, Store& store, const std::string& 
     }
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  oversubscribed_ = sched_getaffinity(0, sizeof cpus, &cpus) == 0 && size > CPU_COUNT(&cpus);
   // Everybody has it mapped: the name can go, so a crash leaves nothing behind in /dev/shm.
   if (rank == 0) shm_unlink(name_.c_str());
 }
@@ -163,13 +177,43 @@ Request ShmTransport::irecv_reduce(int peer, uint32_t tag, void* data, size_t by
   return req;
 }
 
+void ShmTransport::ring_bell(int peer) {
+  // Dekker-style: the ring update is ordered before the check of `sleeping`, and the peer
+  // sets `sleeping` before its last poll of the rings, so one of the two always sees the other.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (hdr_->sleeping[peer].load(std::memory_order_relaxed)) {
+    hdr_->bell[peer].fetch_add(1, std::memory_order_acq_rel);
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&hdr_->bell[peer]), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  }
+}
+
+void ShmTransport::idle_wait(int64_t max_ns) {
+  // Yield first (cheap when another rank shares this core and is about to answer); sleep on
+  // the doorbell only when idle for longer, e.g. a rank waiting for a slow peer.
+  if (++yields_ < (oversubscribed_ ? 4096 : 64)) {
+    sched_yield();
+    return;
+  }
+  yields_ = 0;
+  const uint32_t seen = hdr_->bell[rank_].load(std::memory_order_acquire);
+  hdr_->sleeping[rank_].store(1, std::memory_order_seq_cst);
+  // Anything that arrived before we announced the sleep is handled now, not after it.
+  if (!progress()) {
+    timespec ts{static_cast<time_t>(max_ns / 1000000000), static_cast<long>(max_ns % 1000000000)};
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&hdr_->bell[rank_]), FUTEX_WAIT, seen, &ts, nullptr, 0);
+  }
+  hdr_->sleeping[rank_].store(0, std::memory_order_release);
+}
+
 bool ShmTransport::push_sends(int peer) {
   auto& q = sendq_[peer];
   if (q.empty()) return false;
   Channel* ch = channel(rank_, peer);
-  const size_t stride = sizeof(SlotHeader) + slot_bytes_;
+  const size_t stride = slot_stride(slot_bytes_);
   uint64_t head = ch->head.load(std::memory_order_relaxed);
-  const uint64_t tail = ch->tail.load(std::memory_order_acquire);
+  // The receiver's tail lives on its cache line: read it only when the ring looks full.
+  uint64_t& tail = cached_tail_[peer];
+  if (head - tail >= slots_) tail = ch->tail.load(std::memory_order_acquire);
   bool moved = false;
   while (!q.empty() && head - tail < slots_) {
     SendOp& op = q.front();
@@ -190,12 +234,13 @@ bool ShmTransport::push_sends(int peer) {
       q.pop_front();
     }
   }
+  if (moved) ring_bell(peer);
   return moved;
 }
 
 bool ShmTransport::pull(int peer) {
   Channel* ch = channel(peer, rank_);
-  const size_t stride = sizeof(SlotHeader) + slot_bytes_;
+  const size_t stride = slot_stride(slot_bytes_);
   uint64_t tail = ch->tail.load(std::memory_order_relaxed);
   const uint64_t head = ch->head.load(std::memory_order_acquire);
   bool moved = false;
@@ -218,6 +263,7 @@ bool ShmTransport::pull(int peer) {
       incoming_[peer] = {};
     }
   }
+  if (moved) ring_bell(peer);  // its sends may be waiting for the slots we freed
   return moved;
 }
 

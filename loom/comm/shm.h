@@ -37,6 +37,12 @@ class ShmTransport final : public Transport {
   bool progress() override;
   void check_peers() override;
   bool can_sleep() const override { return false; }
+  // Sleeps on this rank's doorbell (a futex in the segment) until a peer writes to or frees
+  // space in one of its rings, so oversubscribed ranks do not burn each other's CPU.
+  void idle_wait(int64_t max_ns) override;
+  // More ranks than CPUs: spinning only delays the rank we wait for, so yield at once.
+  int spin_iterations() const override { return oversubscribed_ ? 8 : 4000; }
+  int idle_polls() const override { return oversubscribed_ ? 0 : 256; }
 
  private:
   struct Header;
@@ -51,6 +57,10 @@ class ShmTransport final : public Transport {
   bool push_sends(int peer);
   bool pull(int peer);
   bool peer_dead(int peer, std::string* why) const;
+  void ring_bell(int peer);
+  int yields_ = 0;
+  std::vector<uint64_t> cached_tail_;  // per peer: the last tail read of our ring to it
+  bool oversubscribed_ = false;
 
   int rank_, size_;
   std::string name_;

@@ -66,6 +66,8 @@ double default_timeout_s() {
   return 60.0;
 }
 
+void Transport::idle_wait(int64_t) { sched_yield(); }
+
 Request Transport::make_request(int peer, uint32_t tag, size_t bytes, bool is_send) {
   auto r = std::make_shared<RequestState>();
   r->peer = peer;
@@ -108,8 +110,8 @@ void Transport::wait(const Request& r) {
         r->wait_for(std::min<int64_t>(100'000'000, timeout_ns));
       } else if (progress()) {
         idle = 0;
-      } else if (++idle > 64) {
-        sched_yield();
+      } else if (++idle > idle_polls()) {
+        idle_wait(std::min<int64_t>(50'000'000, timeout_ns));
       } else {
         cpu_relax();
       }

@@ -83,11 +83,16 @@ class Transport {
   // Called by wait() every ~100 ms while blocked: a transport checks that its peers are alive
   // and fails their requests if not.
   virtual void check_peers() {}
-  // Whether wait() may sleep (false: the caller must keep calling progress()).
+  // Whether wait() may sleep on the request (false: the caller must keep calling progress()).
   virtual bool can_sleep() const { return true; }
+  // For transports that cannot sleep on the request: block up to max_ns until something may
+  // have arrived (shm sleeps on a doorbell its peers ring); the default yields the CPU.
+  virtual void idle_wait(int64_t max_ns);
   // How long wait() spins before it sleeps (transports whose progress needs another thread of
   // this process spin less, so that thread gets the CPU).
   virtual int spin_iterations() const { return 4000; }
+  // For transports that cannot sleep on the request: idle progress polls before idle_wait().
+  virtual int idle_polls() const { return 256; }
   Request make_request(int peer, uint32_t tag, size_t bytes, bool is_send);
   void check_peer_arg(const char* what, int peer, size_t bytes, const void* data) const;
 
