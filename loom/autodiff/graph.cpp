@@ -93,6 +93,15 @@ void record(OpKind op, const std::vector<Tensor>& inputs, const std::vector<Tens
   out.impl()->grad_fn = std::move(node);
 }
 
+namespace {
+thread_local GradReadyHook t_grad_ready_hook;
+}  // namespace
+
+GradReadyHookScope::GradReadyHookScope(GradReadyHook hook) : prev_(std::move(t_grad_ready_hook)) {
+  t_grad_ready_hook = std::move(hook);
+}
+GradReadyHookScope::~GradReadyHookScope() { t_grad_ready_hook = std::move(prev_); }
+
 std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds,
                                  const std::vector<Tensor>& inputs, const BackwardOptions& opts) {
   LOOM_CHECK(roots.size() == seeds.size(), "backward: {} roots but {} seeds", roots.size(), seeds.size());
@@ -179,10 +188,40 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
   // Consumers were created after their producers: descending seq is a topological order.
   std::sort(order.begin(), order.end(), [](Node* a, Node* b) { return a->seq > b->seq; });
 
+  // Gradient-ready hook: a leaf is final once every node that consumes it has run.
+  const bool hooked = t_grad_ready_hook && opts.accumulate_into_leaves && !opts.create_graph;
+  std::unordered_map<const void*, std::pair<int, Tensor>> leaf_uses;
+  if (hooked) {
+    for (Node* n : order) {
+      if (target_of.count(n)) continue;
+      for (const Tensor& in : n->inputs) {
+        if (in.requires_grad() && !in.impl()->grad_fn && !target_of.count(in.impl())) {
+          auto& u = leaf_uses[in.impl()];
+          if (u.first++ == 0) u.second = in;
+        }
+      }
+    }
+  }
+  auto node_done = [&](Node* n) {
+    if (!hooked || target_of.count(n)) return;
+    for (const Tensor& in : n->inputs) {
+      auto it = leaf_uses.find(in.impl());
+      if (it == leaf_uses.end()) continue;
+      if (--it->second.first == 0) {
+        Tensor leaf = std::move(it->second.second);
+        leaf_uses.erase(it);
+        t_grad_ready_hook(leaf);
+      }
+    }
+  };
+
   EnableGradGuard mode(opts.create_graph);
   for (Node* n : order) {
     auto git = grads.find(n);
-    if (git == grads.end()) continue;
+    if (git == grads.end()) {
+      node_done(n);
+      continue;
+    }
     Tensor g = git->second;
     grads.erase(git);
     auto tit = target_of.find(n);
@@ -215,6 +254,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
         }
       }
     }
+    node_done(n);
   }
   if (!opts.retain_graph) {
     for (Node* n : order) {

@@ -11,6 +11,8 @@
 // Grad mode and forward-AD state are per thread.
 #pragma once
 
+#include <functional>
+
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -99,6 +101,22 @@ struct BackwardOptions {
 std::vector<Tensor> run_backward(const std::vector<Tensor>& roots,
                                  const std::vector<Tensor>& seeds,
                                  const std::vector<Tensor>& inputs, const BackwardOptions& opts);
+
+// Gradient-ready hook: while one is installed on a thread, the eager backward it runs
+// (accumulate_into_leaves, no create_graph) calls it for each leaf as soon as that leaf's
+// .grad() is final for this backward -- before backward has finished the rest of the graph.
+// Horovod-style data parallelism (loom/dist) starts reducing gradients from it.
+using GradReadyHook = std::function<void(const Tensor& leaf)>;
+class GradReadyHookScope {
+ public:
+  explicit GradReadyHookScope(GradReadyHook hook);
+  ~GradReadyHookScope();
+  GradReadyHookScope(const GradReadyHookScope&) = delete;
+  GradReadyHookScope& operator=(const GradReadyHookScope&) = delete;
+
+ private:
+  GradReadyHook prev_;
+};
 
 // Records `out` as produced by `op` from `inputs` when grad mode is on and an input needs
 // it. Called by ops::apply.

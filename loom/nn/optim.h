@@ -20,6 +20,9 @@ class Optimizer {
   virtual void step() = 0;
   void zero_grad();
   double lr() const { return lr_; }
+  // The optimizer's state tensors (momentum, Adam moments), updated in place by step(); data
+  // parallelism broadcasts them from rank 0 at start.
+  virtual std::vector<Tensor> state_tensors() const { return {}; }
   void set_lr(double lr) { lr_ = lr; }
 
  protected:
@@ -36,6 +39,7 @@ class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> params, SgdOptions opt);
   void step() override;
+  std::vector<Tensor> state_tensors() const override { return velocity_; }
 
  private:
   SgdOptions opt_;
@@ -50,6 +54,11 @@ class AdamW : public Optimizer {
  public:
   AdamW(std::vector<Tensor> params, AdamWOptions opt);
   void step() override;
+  std::vector<Tensor> state_tensors() const override {
+    std::vector<Tensor> s = m_;
+    s.insert(s.end(), v_.begin(), v_.end());
+    return s;
+  }
 
  private:
   AdamWOptions opt_;
