@@ -2,6 +2,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
+#include <thread>
 #include <cstdio>
 
 #include "apps/loom/commands.h"
@@ -15,6 +17,12 @@
 #include "loom/nn/checkpoint.h"
 #include "loom/nn/optim.h"
 #include "loom/base/request_context.h"
+#include "loom/comm/inproc.h"
+#include "loom/comm/launch.h"
+#include "loom/dist/data_parallel.h"
+#if LOOM_HAVE_MPI
+#include "loom/comm/mpi.h"
+#endif
 #include "loom/profile/sampler.h"
 #include "loom/profile/trace.h"
 
@@ -29,6 +37,9 @@ struct TrainOptions {
   uint64_t seed = 1;
   std::string trace, sample_profile;
   int sample_hz = 1000;
+  // Data parallelism (loom/dist): --dp ranks over --transport.
+  int dp = 1;
+  std::string transport = "inproc";
 };
 
 // Accuracy of `model` on a dataset, in eval mode, without recording.
@@ -91,12 +102,13 @@ class Progress {
   int last_quarter_ = 0;
 };
 
-int run_train(const TrainOptions& o) {
-  check_dataset(o.dataset);
-  if (o.threads > 0) set_num_threads(o.threads);
+// One rank's training (the only one without data parallelism). Rank 0 prints, evaluates and
+// saves; every rank computes on its shard of each global batch.
+int train_worker(const TrainOptions& o, const data::Dataset& train, const data::Dataset& test,
+                 comm::Communicator* comm) {
+  const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  const bool lead = rank == 0;
   manual_seed(o.seed);
-  data::Dataset train = subset(data::load_mnist_like(o.data_dir, true), o.limit);
-  data::Dataset test = data::load_mnist_like(o.data_dir, false);
   nn::ModulePtr model = models::make(o.model);
   std::unique_ptr<nn::Optimizer> opt;
   if (o.optimizer == "sgd") {
@@ -108,15 +120,25 @@ int run_train(const TrainOptions& o) {
     LOOM_THROW("--optimizer: '{}' is not one of sgd, adamw", o.optimizer);
   }
   nn::LrSchedule sched{o.schedule, o.lr};
-  std::printf("model %s (%lld parameters), %lld training / %lld test samples, batch %lld, %s lr %g, %d threads, seed %llu\n",
-              o.model.c_str(), static_cast<long long>(model->num_parameters()), static_cast<long long>(train.size()),
-              static_cast<long long>(test.size()), static_cast<long long>(o.batch_size), o.optimizer.c_str(), o.lr,
-              num_threads(), static_cast<unsigned long long>(o.seed));
-  if (!o.trace.empty()) {
+  std::unique_ptr<dist::DataParallel> dp;
+  if (comm) {
+    dp = std::make_unique<dist::DataParallel>(*comm, model->named_parameters());
+    dp->broadcast_parameters();
+    dp->broadcast(opt->state_tensors());
+  }
+  if (lead) {
+    std::printf("model %s (%lld parameters), %lld training / %lld test samples, batch %lld, %s lr %g, %d threads, seed %llu",
+                o.model.c_str(), static_cast<long long>(model->num_parameters()), static_cast<long long>(train.size()),
+                static_cast<long long>(test.size()), static_cast<long long>(o.batch_size), o.optimizer.c_str(), o.lr,
+                num_threads(), static_cast<unsigned long long>(o.seed));
+    if (comm) std::printf(", data parallel over %d ranks (%s)", world, comm->transport().kind());
+    std::printf("\n");
+  }
+  if (!o.trace.empty() && lead) {
     profile::set_thread_name("main");
     profile::start_tracing();
   }
-  if (!o.sample_profile.empty()) profile::start_sampling(o.sample_hz);
+  if (!o.sample_profile.empty() && lead) profile::start_sampling(o.sample_hz);
   data::DataLoader loader(train, o.batch_size, true, o.seed);
   const int64_t steps_per_epoch = loader.num_batches(), total_steps = steps_per_epoch * o.epochs;
   int64_t step = 0;
@@ -124,8 +146,10 @@ int run_train(const TrainOptions& o) {
   for (int e = 0; e < o.epochs; ++e) {
     loader.start_epoch(e);
     Progress bar(e + 1, o.epochs, train.size());
-    double loss_sum = 0;
-    int64_t seen = 0;
+    double loss_sum = 0;  // this rank's shards
+    int64_t seen = 0;     // global samples
+    double shard_loss_sum = 0;
+    int64_t shard_seen = 0;
     while (true) {
       profile::Span step_span("step", "train");
       auto b = loader.next();
@@ -133,33 +157,64 @@ int run_train(const TrainOptions& o) {
       RequestScope request(b->request);
       profile::Span stage("train_step", "stage");  // the batch's second stage (Magpie paths)
       opt->set_lr(sched.lr_at(step++, total_steps));
-      Tensor loss;
+      // This rank's shard of the global batch; its loss is weighted so that the average of the
+      // ranks' gradients is the gradient of the global batch mean (shards may differ by one).
+      const int64_t global = b->labels.numel();
+      const int64_t lo = global * rank / world, hi = global * (rank + 1) / world;
+      Tensor x = world > 1 ? slice(b->inputs, 0, lo, hi) : b->inputs;
+      Tensor y = world > 1 ? slice(b->labels, 0, lo, hi) : b->labels;
+      Tensor loss, scaled;
       {
         LOOM_TRACE_SCOPE("forward", "train");
-        loss = cross_entropy((*model)(b->inputs), b->labels);
+        if (hi > lo) loss = cross_entropy((*model)(x), y);
+        scaled = world > 1 && hi > lo ? loss * Tensor::scalar(static_cast<double>(hi - lo) * world / global) : loss;
       }
       {
         LOOM_TRACE_SCOPE("backward", "train");
         opt->zero_grad();
-        loss.backward();
+        if (dp) {
+          dp->begin_step();
+          if (scaled.defined()) {
+            autodiff::GradReadyHookScope hook([&](const Tensor& leaf) { dp->grad_ready(leaf); });
+            scaled.backward();
+          }
+          dp->finish_step();
+        } else {
+          loss.backward();
+        }
       }
       {
         LOOM_TRACE_SCOPE("optimizer", "train");
         opt->step();
       }
-      const double l = loss.item_double();
+      const double l = loss.defined() ? loss.item_double() : 0.0;
       LOOM_CHECK(std::isfinite(l), "training diverged: loss is {} at step {} (lower --lr)", l, step);
-      loss_sum += l * b->labels.numel();
-      seen += b->labels.numel();
-      bar.update(seen, loss_sum / seen);
+      shard_loss_sum += l * static_cast<double>(hi - lo);
+      shard_seen += hi - lo;
+      seen += global;
+      if (lead) bar.update(seen, shard_loss_sum / std::max<int64_t>(shard_seen, 1));
     }
-    bar.update(seen, loss_sum / seen, true);
+    // The epoch's loss over all ranks' samples.
+    double sums[2] = {shard_loss_sum, static_cast<double>(shard_seen)};
+    if (comm) comm->allreduce(sums, 2, comm::DType::f64, comm::ReduceOp::sum);
+    loss_sum = sums[0] / std::max(sums[1], 1.0);
+    if (!lead) continue;
+    bar.update(seen, loss_sum, true);
     const double train_time = bar.elapsed();
     acc = evaluate(*model, test, 1000);
-    std::printf("epoch %d: train_loss=%.4f test_accuracy=%.4f time=%.1fs samples/s=%.0f\n", e + 1, loss_sum / seen,
-                acc, train_time, seen / train_time);
+    std::printf("epoch %d: train_loss=%.4f test_accuracy=%.4f time=%.1fs samples/s=%.0f\n", e + 1, loss_sum, acc,
+                train_time, seen / train_time);
     std::fflush(stdout);
   }
+  if (dp && lead) {
+    const auto& st = dp->stats();
+    std::printf("data parallel: %lld steps, %lld cycles, %lld negotiations, %lld fused allreduces (%.1f MB), "
+                "%.2f s in allreduce, %.2f s waited after backward\n",
+                static_cast<long long>(st.steps), static_cast<long long>(st.cycles),
+                static_cast<long long>(st.negotiations), static_cast<long long>(st.fused_allreduces),
+                st.bytes_reduced / 1e6, st.allreduce_s, st.wait_s);
+  }
+  if (!lead) return 0;
   if (!o.sample_profile.empty()) {
     profile::SampleProfile p = profile::stop_sampling();
     const std::string svg = profile::write_profile(p, o.sample_profile);
@@ -178,6 +233,57 @@ int run_train(const TrainOptions& o) {
   }
   std::printf("test_accuracy=%.4f\n", acc);
   return 0;
+}
+
+int run_train(const TrainOptions& o) {
+  check_dataset(o.dataset);
+  LOOM_CHECK(o.dp >= 1 && o.dp <= 64, "--dp: {} ranks (1..64)", o.dp);
+  const bool mpi = o.transport == "mpi";
+  if (mpi) {
+#if LOOM_HAVE_MPI
+    LOOM_CHECK(comm::launched_by_mpirun(), "--transport mpi: start with mpirun -np N {} train ...", "build/bin/loom");
+#else
+    LOOM_THROW("--transport mpi: this build has no MPI (install libopenmpi-dev and rebuild)");
+#endif
+  }
+  // Threads: each in-process worker runs its ops inline unless --threads says otherwise;
+  // processes share the cores.
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (o.threads > 0) {
+    set_num_threads(o.threads);
+  } else if (o.dp > 1 || mpi) {
+    set_num_threads(o.transport == "inproc" ? 1 : std::max(1, cores / o.dp));
+  }
+  data::Dataset train = subset(data::load_mnist_like(o.data_dir, true), o.limit);
+  data::Dataset test = data::load_mnist_like(o.data_dir, false);
+  if (mpi) {
+#if LOOM_HAVE_MPI
+    comm::MpiTransport t;
+    comm::Communicator c(t);
+    return train_worker(o, train, test, &c);
+#endif
+  }
+  if (o.dp == 1) return train_worker(o, train, test, nullptr);
+  int rc = 0;
+  if (o.transport == "inproc") {
+    comm::run_inproc(o.dp, [&](comm::Transport& t) {
+      comm::Communicator c(t);
+      const int r = train_worker(o, train, test, &c);
+      if (t.rank() == 0) rc = r;
+    });
+    return rc;
+  }
+  const std::string dir = fmt::format("/tmp/loom-train-store-{}", getpid());
+  std::filesystem::remove_all(dir);
+  comm::fork_ranks(o.dp, [&](int rank) {
+    comm::FileStore store(dir);
+    auto t = comm::open_transport(o.transport, rank, o.dp, &store);
+    comm::Communicator c(*t);
+    const int r = train_worker(o, train, test, &c);
+    if (rank == 0) rc = r;
+  });
+  std::filesystem::remove_all(dir);
+  return rc;
 }
 
 int run_eval(const std::string& checkpoint, const std::string& model_name, const std::string& dataset,
@@ -214,6 +320,13 @@ void add_train(CLI::App& app, Runner& run) {
                   "sample every thread's stacks; write folded stacks here and a flame graph beside it (.svg)");
   cmd->add_option("--sample-hz", o->sample_hz, "samples per CPU-second per thread")->capture_default_str()->check(CLI::Range(1, 10000));
   cmd->add_option("--trace", o->trace, "write a Chrome trace (ops, steps, data loading) to this JSON file");
+  cmd->add_option("--dp", o->dp, "data-parallel ranks, each on a shard of every batch (Horovod-style)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--transport", o->transport,
+                  "how --dp ranks talk: inproc (threads), shm or tcp (processes); mpi: one process per mpirun rank")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"inproc", "shm", "tcp", "mpi"}));
   cmd->callback([o, &run] { run = [o] { return run_train(*o); }; });
 
   auto ck = std::make_shared<std::string>(), model = std::make_shared<std::string>("cnn"),
