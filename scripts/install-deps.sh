@@ -12,10 +12,14 @@ pkgs=(
   nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev
   # COIN-OR CLP: the LP solver behind Gavel's scheduling policies (loom/sched/gavel).
   coinor-libclp-dev
+  # OpenMPI: the multi-machine transport of loom/comm (mpirun) and its benchmark peer.
+  openmpi-bin libopenmpi-dev
   # Fashion-MNIST in IDX format under /usr/share/datasets/fashion-mnist (loom train).
   dataset-fashion-mnist
   # Peers, used only by `loom bench` (loaded at run time, never needed to build Loom).
   libopenblas-dev libdnnl-dev
+  # Gloo: the TCP collectives peer of `loom bench allreduce` (loom-gloo-peer).
+  libgloo-dev
 )
 if [[ "${1:-}" == "--python" ]]; then
   pkgs+=(python3 python3-numpy python3-torch python3-xgboost python3-sklearn)

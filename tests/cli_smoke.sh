@@ -25,6 +25,12 @@ if [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   out=$("$loom" eval --checkpoint "$ck" --model cnn 2>&1); rc=$?
   [ $rc -ne 0 ] && echo "$out" | grep -q "does not match" || fail "eval with the wrong model: $out"
   rm -f "$ck"
+  # Data parallelism: 2 ranks as threads and as processes end with the same accuracy line
+  # as each other (same seed, same global batches).
+  a1=$("$loom" train --model mlp --epochs 1 --limit 512 --dp 2 2>&1 | tail -n 1)
+  a2=$("$loom" train --model mlp --epochs 1 --limit 512 --dp 2 --transport shm 2>&1 | tail -n 1)
+  echo "$a1" | grep -q "^test_accuracy=0\.[0-9]*$" || fail "train --dp 2: $a1"
+  [ "$a1" = "$a2" ] || fail "train --dp 2 inproc '$a1' vs shm '$a2'"
   # Profiling: a traced and sampled run, then the summary, the checker and the request paths.
   tr="${TMPDIR:-/tmp}/loom_smoke_trace_$$"
   out=$("$loom" train --model mlp --epochs 1 --limit 256 --batch-size 64 --trace "$tr.json" \
@@ -67,4 +73,16 @@ out=$("$loom" trees predict "$tmp.lt" --input "$tmp.bad.csv" 2>&1); rc=$?
 out=$("$loom" trees compile "$tmp.csv" -o "$tmp.x" 2>&1); rc=$?
 [ $rc -ne 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "trees compile of a CSV file: rc=$rc '$out'"
 rm -f "$tmp.lt" "$tmp.csv" "$tmp.bad.csv" "$tmp.x"
+# Collectives: every transport on 3 ranks, results checked (--check fails on a wrong element).
+for t in inproc shm tcp; do
+  out=$("$loom" bench allreduce --ranks 3 --transport "$t" -e 256K -f 16 --repeats 1 --no-peers --check 2>&1) \
+    || fail "bench allreduce --transport $t: $out"
+  echo "$out" | grep -q "^ *32768 " || fail "bench allreduce --transport $t printed no 32K row: $out"
+done
+for c in allgather reducescatter bcast alltoall; do
+  "$loom" bench "$c" --ranks 3 --transport shm -e 64K -f 16 --repeats 1 --no-peers --check >/dev/null 2>&1 \
+    || fail "bench $c"
+done
+out=$("$loom" bench allreduce --ranks 2 --algo bruck --no-peers 2>&1); rc=$?
+[ $rc -ne 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "bench allreduce --algo bruck: rc=$rc '$out'"
 echo "cli smoke: ok"

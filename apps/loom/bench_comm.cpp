@@ -298,6 +298,12 @@ int run_comm_bench(CommBenchOptions o) {
   parse_dtype(o.dtype), parse_reduce_op(o.op), parse_algo(o.algo);
   LOOM_CHECK(o.ranks >= 1 && o.ranks <= 64, "bench {}: --ranks must be 1..64, got {}", o.coll, o.ranks);
   LOOM_CHECK(o.factor >= 2, "bench {}: --factor must be >= 2", o.coll);
+  if (const Algo a = parse_algo(o.algo); a != Algo::automatic) {
+    CollSpec s;
+    s.coll = coll, s.algo = a, s.ranks = o.ranks, s.local_size = o.local_size;
+    std::string why;
+    LOOM_CHECK(algo_supported(s, &why), "bench {}: {}", o.coll, why);
+  }
   std::vector<Row> rows;
   const bool native = o.peer == "mpi";
   if (native || o.transport == "mpi") {

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 #include <cstdio>
@@ -251,7 +252,10 @@ int run_train(const TrainOptions& o) {
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   if (o.threads > 0) {
     set_num_threads(o.threads);
-  } else if (o.dp > 1 || mpi) {
+  } else if (mpi) {
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    set_num_threads(std::max(1, cores / std::max(1, local ? std::atoi(local) : 1)));
+  } else if (o.dp > 1) {
     set_num_threads(o.transport == "inproc" ? 1 : std::max(1, cores / o.dp));
   }
   data::Dataset train = subset(data::load_mnist_like(o.data_dir, true), o.limit);
