@@ -41,6 +41,9 @@ struct TrainOptions {
   // Data parallelism (loom/dist): --dp ranks over --transport.
   int dp = 1;
   std::string transport = "inproc";
+  // Multi-machine (shm/tcp without forking): this process is --rank of --dp, found via --store.
+  std::string store, host = "127.0.0.1";
+  int rank = -1;
 };
 
 // Accuracy of `model` on a dataset, in eval mode, without recording.
@@ -255,7 +258,7 @@ int run_train(const TrainOptions& o) {
   } else if (mpi) {
     const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
     set_num_threads(std::max(1, cores / std::max(1, local ? std::atoi(local) : 1)));
-  } else if (o.dp > 1) {
+  } else if (o.dp > 1 && o.store.empty()) {
     set_num_threads(o.transport == "inproc" ? 1 : std::max(1, cores / o.dp));
   }
   data::Dataset train = subset(data::load_mnist_like(o.data_dir, true), o.limit);
@@ -266,6 +269,14 @@ int run_train(const TrainOptions& o) {
     comm::Communicator c(t);
     return train_worker(o, train, test, &c);
 #endif
+  }
+  if (!o.store.empty()) {  // one rank of a group started elsewhere (other machines, a launcher)
+    LOOM_CHECK(o.rank >= 0 && o.rank < o.dp, "--store needs --rank in [0, --dp), got {}", o.rank);
+    LOOM_CHECK(o.transport == "tcp" || o.transport == "shm", "--store works with --transport tcp or shm");
+    auto store = comm::open_store(o.store, o.rank);
+    auto t = comm::open_transport(o.transport, o.rank, o.dp, store.get(), o.host);
+    comm::Communicator c(*t);
+    return train_worker(o, train, test, &c);
   }
   if (o.dp == 1) return train_worker(o, train, test, nullptr);
   int rc = 0;
@@ -331,6 +342,11 @@ void add_train(CLI::App& app, Runner& run) {
                   "how --dp ranks talk: inproc (threads), shm or tcp (processes); mpi: one process per mpirun rank")
       ->capture_default_str()
       ->check(CLI::IsMember({"inproc", "shm", "tcp", "mpi"}));
+  cmd->add_option("--store", o->store,
+                  "rendezvous for ranks started separately (e.g. on several machines): tcp:HOST:PORT (rank 0 "
+                  "serves it) or file:/shared/dir; with --rank and --dp");
+  cmd->add_option("--rank", o->rank, "this process's rank, with --store")->check(CLI::Range(0, 63));
+  cmd->add_option("--host", o->host, "address this rank listens on, with --transport tcp --store")->capture_default_str();
   cmd->callback([o, &run] { run = [o] { return run_train(*o); }; });
 
   auto ck = std::make_shared<std::string>(), model = std::make_shared<std::string>("cnn"),

@@ -116,7 +116,9 @@ void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op) {
       if (p.reduce_after) reduce_into(buf + p.offset * es, scratch_.data() + p.scratch * es, p.count, t, op);
     }
     t_.wait_all(sends);
-    for (const Copy& c : st.copies) std::memcpy(buf + c.dst * es, buf + c.src * es, c.count * es);
+    for (const Copy& c : st.copies) {
+      if (c.count) std::memcpy(buf + c.dst * es, buf + c.src * es, c.count * es);
+    }
   }
 }
 

@@ -128,7 +128,7 @@ TEST(CommCollectives, ReductionsMatchTheReferenceOn1To8Ranks) {
 
 TEST(CommCollectives, ReductionsWithTinyPipelineChunks) {
   // 12-byte pieces: every message is cut, reductions run while later pieces are in flight.
-  for (int p : {2, 3, 5}) check_reductions(p, 12);
+  for (int p : {2, 3}) check_reductions(p, 12);
 }
 
 TEST(CommCollectives, DataMovementMatchesTheReference) {
