@@ -66,13 +66,8 @@ void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op) {
   }
   if (scratch_.size() < need * es) scratch_.resize(need * es);
   const uint32_t seq = seq_++;
-  struct Piece {
-    Request req;
-    size_t offset, count, scratch;
-    bool reduce_after;  // received into scratch: reduce once it is complete
-  };
-  std::vector<Piece> recvs;
-  std::vector<Request> sends;
+  std::vector<Piece>& recvs = pieces_;  // kept between calls: no allocation per call
+  std::vector<Request>& sends = send_reqs_;
   for (size_t i = 0; i < s.steps.size(); ++i) {
     const Step& st = s.steps[i];
     const uint32_t tag = (seq << 16) | static_cast<uint32_t>(i & 0xffff);

@@ -71,6 +71,13 @@ class Communicator {
   CostParams params_;
   uint32_t seq_ = 0;
   std::vector<char> scratch_, work_;
+  struct Piece {
+    Request req;
+    size_t offset, count, scratch;
+    bool reduce_after;  // received into scratch: reduce once it is complete
+  };
+  std::vector<Piece> pieces_;
+  std::vector<Request> send_reqs_;
   using Key = std::tuple<int, int, size_t, int, int, size_t>;  // coll, algo, count, root, dtype size, chunk
   std::map<Key, Schedule> schedules_;
   std::map<std::tuple<int, size_t, int, int>, Algo> choices_;

@@ -65,6 +65,7 @@ ShmTransport::ShmTransport(int rank, int size, Store& store, const std::string& 
     : rank_(rank), size_(size), sendq_(size), incoming_(size), arriving_(size, false), matcher_(size), dead_(size) {
   set_timeout(default_timeout_s());
   cached_tail_.assign(size, 0);
+  cached_head_.assign(size, 0);
   LOOM_CHECK(size >= 1 && size <= kMaxRanks, "comm shm: {} ranks (1..{} supported)", size, kMaxRanks);
   LOOM_CHECK(rank >= 0 && rank < size, "comm shm: rank {} out of range for {} ranks", rank, size);
   // Ring size: 16 slots of 64 KiB per ordered pair, fewer slots for large groups.
@@ -210,7 +211,7 @@ bool ShmTransport::push_sends(int peer) {
   if (q.empty()) return false;
   Channel* ch = channel(rank_, peer);
   const size_t stride = slot_stride(slot_bytes_);
-  uint64_t head = ch->head.load(std::memory_order_relaxed);
+  uint64_t& head = cached_head_[peer];  // we are the only writer of head: no shared read
   // The receiver's tail lives on its cache line: read it only when the ring looks full.
   uint64_t& tail = cached_tail_[peer];
   if (head - tail >= slots_) tail = ch->tail.load(std::memory_order_acquire);

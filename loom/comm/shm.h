@@ -60,6 +60,7 @@ class ShmTransport final : public Transport {
   void ring_bell(int peer);
   int yields_ = 0;
   std::vector<uint64_t> cached_tail_;  // per peer: the last tail read of our ring to it
+  std::vector<uint64_t> cached_head_;  // per peer: the head of our ring to it (we own it)
   bool oversubscribed_ = false;
 
   int rank_, size_;
