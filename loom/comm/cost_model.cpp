@@ -16,13 +16,13 @@ CostParams default_cost_params(const std::string& transport) {
   CostParams p;
   // `loom bench comm-calibrate` on the 2-core development VM (docs/comm.md, "Cost model").
   if (transport == "inproc") {
-    p.alpha = 1.4e-6, p.beta = 1.0 / 22.7e9, p.gamma = 1.0 / 48e9;
+    p.alpha = 1.3e-6, p.beta = 1.0 / 10.2e9, p.gamma = 1.0 / 48e9;
   } else if (transport == "shm") {
-    p.alpha = 0.9e-6, p.beta = 1.0 / 28.6e9, p.gamma = 1.0 / 48e9;
+    p.alpha = 0.56e-6, p.beta = 1.0 / 14.2e9, p.gamma = 1.0 / 43e9;
   } else if (transport == "tcp") {
-    p.alpha = 37e-6, p.beta = 1.0 / 4.5e9, p.gamma = 1.0 / 38e9;
+    p.alpha = 36.5e-6, p.beta = 1.0 / 1.56e9, p.gamma = 1.0 / 38e9;
   } else if (transport == "mpi") {
-    p.alpha = 0.6e-6, p.beta = 1.0 / 10.3e9, p.gamma = 1.0 / 40e9;
+    p.alpha = 0.74e-6, p.beta = 1.0 / 13.9e9, p.gamma = 1.0 / 38e9;
   }
   return p;
 }

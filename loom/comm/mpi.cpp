@@ -118,7 +118,7 @@ bool MpiTransport::progress() {
     const int i = idx[k];
     done[i] = 1;
     int got = 0;
-    MPI_Get_count(&st[i], MPI_BYTE, &got);
+    MPI_Get_count(&st[k], MPI_BYTE, &got);  // statuses are in completion order, like idx
     if (!reqs_[i]->is_send && static_cast<size_t>(got) != reqs_[i]->bytes) {
       reqs_[i]->fail(fmt::format("message of {} bytes does not match the posted receive of {} bytes", got,
                                  reqs_[i]->bytes));
