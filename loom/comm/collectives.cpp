@@ -54,7 +54,7 @@ char* Communicator::work(size_t bytes) {
   return work_.data();
 }
 
-void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op) {
+void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op, const char* in) {
   const size_t es = dtype_size(t);
   const size_t piece = chunk_bytes_ == 0 ? SIZE_MAX : std::max<size_t>(1, chunk_bytes_ / es);
   // Scratch for the largest step's reduced receives.
@@ -101,7 +101,8 @@ void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op) {
       size_t done = 0;
       do {
         const size_t n = std::min(piece, x.count - done);
-        sends.push_back(t_.isend(x.peer, tag, buf + (x.offset + done) * es, n * es));
+        const char* base = x.from_input ? in : buf;
+        sends.push_back(t_.isend(x.peer, tag, base + (x.offset + done) * es, n * es));
         done += n;
       } while (done < x.count);
     }
@@ -112,7 +113,7 @@ void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op) {
     }
     t_.wait_all(sends);
     for (const Copy& c : st.copies) {
-      if (c.count) std::memcpy(buf + c.dst * es, buf + c.src * es, c.count * es);
+      if (c.count) std::memcpy(buf + c.dst * es, (c.from_input ? in : buf) + c.src * es, c.count * es);
     }
   }
 }
@@ -159,12 +160,16 @@ void Communicator::reduce(void* buf, size_t count, DType t, ReduceOp op, int roo
 
 void Communicator::alltoall(const void* in, void* out, size_t count, DType t, Algo algo) {
   LOOM_TRACE_SCOPE("alltoall", "comm");
-  const size_t es = dtype_size(t), half = count * size() * es;
   const CollSpec s = spec(Coll::alltoall, count, t, resolve(Coll::alltoall, count, t, algo), 0);
-  char* w = work(2 * half);
-  if (half) std::memcpy(w, in, half);
-  execute(schedule_for(s), w, t, ReduceOp::sum);
-  if (half) std::memcpy(out, w + half, half);
+  if (in != out) {
+    execute(schedule_for(s), static_cast<char*>(out), t, ReduceOp::sum, static_cast<const char*>(in));
+    return;
+  }
+  // In place: the input must survive until it is sent, so it is staged once.
+  const size_t bytes = count * size() * dtype_size(t);
+  char* w = work(bytes);
+  if (bytes) std::memcpy(w, in, bytes);
+  execute(schedule_for(s), static_cast<char*>(out), t, ReduceOp::sum, w);
 }
 
 void Communicator::barrier() {

@@ -62,7 +62,8 @@ class Communicator {
  private:
   CollSpec spec(Coll c, size_t count, DType t, Algo algo, int root) const;
   const Schedule& schedule_for(const CollSpec& s);
-  void execute(const Schedule& s, char* buf, DType t, ReduceOp op);
+  // buf: the working buffer; in: the collective's input (for Xfer::from_input sends).
+  void execute(const Schedule& s, char* buf, DType t, ReduceOp op, const char* in = nullptr);
   char* work(size_t bytes);
 
   Transport& t_;

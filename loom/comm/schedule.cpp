@@ -447,15 +447,17 @@ Schedule make_schedule(const CollSpec& c) {
       binomial_reduce(s, p, r, c.root, c.count);
       break;
     case Coll::alltoall: {
-      const size_t n = c.count, half = n * p;
-      s.buffer_count = 2 * half;
+      // Straight from the input to the output: no staging copies.
+      const size_t n = c.count;
+      s.buffer_count = n * p;
       Step& first = add(s);
-      first.copies.push_back({r * n, half + r * n, n});
+      first.copies.push_back({r * n, r * n, n, true});
       for (int k = 1; k < p; ++k) {
         Step& x = k == 1 ? s.steps.back() : add(s);
         const int to = mod(r + k, p), from = mod(r - k, p);
         push(x.sends, to, to * n, (to + 1) * n);
-        push(x.recvs, from, half + from * n, half + (from + 1) * n);
+        x.sends.back().from_input = true;
+        push(x.recvs, from, from * n, (from + 1) * n);
       }
       break;
     }
@@ -472,6 +474,7 @@ Schedule make_schedule(const CollSpec& c) {
     for (const Xfer& x : st.recvs) {
       if (!x.reduce) continue;
       for (const Xfer& y : st.sends) {
+        if (y.from_input) continue;
         if (x.count && y.count && x.offset < y.offset + y.count && y.offset < x.offset + x.count) st.sends_first = true;
       }
     }

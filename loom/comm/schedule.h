@@ -45,9 +45,11 @@ struct Xfer {
   size_t offset;  // elements into the working buffer
   size_t count;   // elements
   bool reduce = false;  // receives only: reduce into the range (else overwrite it)
+  bool from_input = false;  // sends only: read the collective's input buffer, not the working one
 };
 struct Copy {
-  size_t src, dst, count;  // elements; ranges do not overlap
+  size_t src, dst, count;   // elements; ranges do not overlap
+  bool from_input = false;  // src is in the collective's input buffer
 };
 struct Step {
   std::vector<Xfer> sends;
@@ -88,7 +90,8 @@ struct CollSpec {
 // Where the working buffer's data lives for each collective:
 //  allreduce, broadcast, reduce: [count]; reduce_scatter: [ranks x count], block r is the
 //  result on rank r; allgather: [ranks x count], block r is rank r's input; alltoall:
-//  [send: ranks x count | recv: ranks x count]; barrier: empty.
+//  [ranks x count], the output (its sends and its own block's copy read the input buffer,
+//  Xfer::from_input); barrier: empty.
 Schedule make_schedule(const CollSpec& spec);
 
 // Whether an algorithm can run a collective with these parameters (e.g. hierarchical needs a

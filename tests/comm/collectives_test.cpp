@@ -168,6 +168,14 @@ TEST(CommCollectives, DataMovementMatchesTheReference) {
               ASSERT_EQ(load(out.data(), from * n + k, t), v(from, r * n + k)) << "alltoall p=" << p;
             }
           }
+          // In place (input and output are the same buffer).
+          for (size_t i = 0; i < n * p; ++i) store(in.data(), i, t, v(r, i));
+          comm.alltoall(in.data(), in.data(), n, t);
+          for (int from = 0; from < p; ++from) {
+            for (size_t k = 0; k < n; ++k) {
+              ASSERT_EQ(load(in.data(), from * n + k, t), v(from, r * n + k)) << "in-place alltoall p=" << p;
+            }
+          }
           comm.barrier();
         }
       }
