@@ -73,6 +73,24 @@ void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op, c
     const uint32_t tag = (seq << 16) | static_cast<uint32_t>(i & 0xffff);
     recvs.clear();
     sends.clear();
+    // Small steps send first (the peer's wait is the latency that matters; an early message
+    // costs one small copy); large steps post their receives first so that data lands in
+    // place instead of in an early-message buffer.
+    size_t step_bytes = 0;
+    for (const Xfer& x : st.sends) step_bytes += x.count * es;
+    const bool small = step_bytes <= kSmallStepBytes;
+    auto post_sends = [&] {
+      for (const Xfer& x : st.sends) {
+        size_t done = 0;
+        do {
+          const size_t n = std::min(piece, x.count - done);
+          const char* base = x.from_input ? in : buf;
+          sends.push_back(t_.isend(x.peer, tag, base + (x.offset + done) * es, n * es));
+          done += n;
+        } while (done < x.count);
+      }
+    };
+    if (small) post_sends();
     size_t soff = 0;
     for (const Xfer& x : st.recvs) {
       size_t done = 0;
@@ -97,15 +115,7 @@ void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op, c
       } while (done < x.count);
       if (x.reduce) soff += x.count;
     }
-    for (const Xfer& x : st.sends) {
-      size_t done = 0;
-      do {
-        const size_t n = std::min(piece, x.count - done);
-        const char* base = x.from_input ? in : buf;
-        sends.push_back(t_.isend(x.peer, tag, base + (x.offset + done) * es, n * es));
-        done += n;
-      } while (done < x.count);
-    }
+    if (!small) post_sends();
     if (st.sends_first) t_.wait_all(sends);
     for (Piece& p : recvs) {
       t_.wait(p.req);

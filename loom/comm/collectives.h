@@ -78,6 +78,7 @@ class Communicator {
     bool reduce_after;  // received into scratch: reduce once it is complete
   };
   std::vector<Piece> pieces_;
+  static constexpr size_t kSmallStepBytes = 4096;
   std::vector<Request> send_reqs_;
   using Key = std::tuple<int, int, size_t, int, int, size_t>;  // coll, algo, count, root, dtype size, chunk
   std::map<Key, Schedule> schedules_;

@@ -7,6 +7,7 @@
 // peers' requests ("rank 1 (pid 1234) exited") instead of leaving them to hang.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -39,7 +40,7 @@ class ShmTransport final : public Transport {
   bool can_sleep() const override { return false; }
   // Sleeps on this rank's doorbell (a futex in the segment) until a peer writes to or frees
   // space in one of its rings, so oversubscribed ranks do not burn each other's CPU.
-  void idle_wait(int64_t max_ns) override;
+  void idle_wait(int64_t max_ns, int64_t idle_ns) override;
   // More ranks than CPUs: spinning only delays the rank we wait for, so yield at once.
   int spin_iterations() const override { return oversubscribed_ ? 8 : 4000; }
   int idle_polls() const override { return oversubscribed_ ? 0 : 256; }
@@ -58,8 +59,8 @@ class ShmTransport final : public Transport {
   bool pull(int peer);
   bool peer_dead(int peer, std::string* why) const;
   void ring_bell(int peer);
-  int yields_ = 0;
   std::vector<uint64_t> cached_tail_;  // per peer: the last tail read of our ring to it
+  std::atomic<int> queued_sends_{0};  // messages in sendq_ (read without the lock)
   std::vector<uint64_t> cached_head_;  // per peer: the head of our ring to it (we own it)
   bool oversubscribed_ = false;
 

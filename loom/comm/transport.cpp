@@ -66,7 +66,7 @@ double default_timeout_s() {
   return 60.0;
 }
 
-void Transport::idle_wait(int64_t) { sched_yield(); }
+void Transport::idle_wait(int64_t, int64_t) { sched_yield(); }
 
 Request Transport::make_request(int peer, uint32_t tag, size_t bytes, bool is_send) {
   auto r = std::make_shared<RequestState>();
@@ -93,6 +93,7 @@ void Transport::wait(const Request& r) {
       if (!progress()) cpu_relax();
     }
     int idle = 0;
+    int64_t idle_start = mono_ns();  // start of the current stretch without progress
     while (!r->done()) {
       const int64_t now = mono_ns();
       if (now - start > timeout_ns) {
@@ -110,8 +111,9 @@ void Transport::wait(const Request& r) {
         r->wait_for(std::min<int64_t>(100'000'000, timeout_ns));
       } else if (progress()) {
         idle = 0;
+        idle_start = now;
       } else if (++idle > idle_polls()) {
-        idle_wait(std::min<int64_t>(50'000'000, timeout_ns));
+        idle_wait(std::min<int64_t>(50'000'000, timeout_ns), now - idle_start);
       } else {
         cpu_relax();
       }

@@ -86,8 +86,9 @@ class Transport {
   // Whether wait() may sleep on the request (false: the caller must keep calling progress()).
   virtual bool can_sleep() const { return true; }
   // For transports that cannot sleep on the request: block up to max_ns until something may
-  // have arrived (shm sleeps on a doorbell its peers ring); the default yields the CPU.
-  virtual void idle_wait(int64_t max_ns);
+  // have arrived (shm sleeps on a doorbell its peers ring); idle_ns is how long this wait has
+  // gone without progress. The default yields the CPU.
+  virtual void idle_wait(int64_t max_ns, int64_t idle_ns);
   // How long wait() spins before it sleeps (transports whose progress needs another thread of
   // this process spin less, so that thread gets the CPU).
   virtual int spin_iterations() const { return 4000; }
