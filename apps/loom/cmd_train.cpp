@@ -44,6 +44,8 @@ struct TrainOptions {
   // Multi-machine (shm/tcp without forking): this process is --rank of --dp, found via --store.
   std::string store, host = "127.0.0.1";
   int rank = -1;
+  double fusion_mb = 128, cycle_ms = 1;  // Horovod's defaults
+  bool no_response_cache = false;
 };
 
 // Accuracy of `model` on a dataset, in eval mode, without recording.
@@ -126,7 +128,11 @@ int train_worker(const TrainOptions& o, const data::Dataset& train, const data::
   nn::LrSchedule sched{o.schedule, o.lr};
   std::unique_ptr<dist::DataParallel> dp;
   if (comm) {
-    dp = std::make_unique<dist::DataParallel>(*comm, model->named_parameters());
+    dist::DataParallelOptions dpo;
+    dpo.fusion_threshold_bytes = static_cast<size_t>(o.fusion_mb * 1024 * 1024);
+    dpo.cycle_time_ms = o.cycle_ms;
+    dpo.response_cache = !o.no_response_cache;
+    dp = std::make_unique<dist::DataParallel>(*comm, model->named_parameters(), dpo);
     dp->broadcast_parameters();
     dp->broadcast(opt->state_tensors());
   }
@@ -346,6 +352,14 @@ void add_train(CLI::App& app, Runner& run) {
                   "rendezvous for ranks started separately (e.g. on several machines): tcp:HOST:PORT (rank 0 "
                   "serves it) or file:/shared/dir; with --rank and --dp");
   cmd->add_option("--rank", o->rank, "this process's rank, with --store")->check(CLI::Range(0, 63));
+  cmd->add_option("--fusion-threshold-mb", o->fusion_mb, "data parallel: tensor fusion buffer (0: no fusion)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 4096.0));
+  cmd->add_option("--cycle-time-ms", o->cycle_ms, "data parallel: time between negotiation cycles")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1000.0));
+  cmd->add_flag("--no-response-cache", o->no_response_cache,
+                "data parallel: negotiate every tensor with rank 0 on every step (Horovod's cache off)");
   cmd->add_option("--host", o->host, "address this rank listens on, with --transport tcp --store")->capture_default_str();
   cmd->callback([o, &run] { run = [o] { return run_train(*o); }; });
 
