@@ -37,6 +37,26 @@ void Matcher::give_buffer(std::vector<char>&& b) {
   pool_.push_back(std::move(b));
 }
 
+bool Matcher::begin_posted(int peer, uint32_t tag, size_t bytes, Incoming* in) {
+  {
+    std::lock_guard g(mu_);
+    bool found = false;
+    for (const Posted& x : peers_[peer].posted) {
+      if (x.tag == tag) {
+        found = true;
+        break;
+      }
+    }
+    // An early message with this tag is older than any new one: it must be matched first.
+    for (const auto& u : peers_[peer].unexpected) {
+      if (u->tag == tag) found = false;
+    }
+    if (!found) return false;
+  }
+  *in = begin_message(peer, tag, bytes);
+  return true;
+}
+
 Matcher::Incoming Matcher::begin_message(int peer, uint32_t tag, size_t bytes) {
   Incoming in;
   std::lock_guard g(mu_);

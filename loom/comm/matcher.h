@@ -46,6 +46,9 @@ class Matcher {
   };
 
   Incoming begin_message(int peer, uint32_t tag, size_t bytes);
+  // begin_message only when a posted receive matches (no early-message buffer): false and
+  // nothing changed otherwise. Lets a transport leave unmatched messages where they are.
+  bool begin_posted(int peer, uint32_t tag, size_t bytes, Incoming* in);
   void end_message(int peer, Incoming& in);
   // Matches an early message or queues the receive.
   void post_recv(int peer, uint32_t tag, void* data, size_t bytes, const Request& req, Reduction red = {});

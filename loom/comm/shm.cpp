@@ -241,7 +241,7 @@ bool ShmTransport::push_sends(int peer) {
   return moved;
 }
 
-bool ShmTransport::pull(int peer) {
+bool ShmTransport::pull(int peer, bool eager) {
   Channel* ch = channel(peer, rank_);
   const size_t stride = slot_stride(slot_bytes_);
   uint64_t tail = ch->tail.load(std::memory_order_relaxed);
@@ -251,7 +251,11 @@ bool ShmTransport::pull(int peer) {
     const char* slot = ch->slots + (tail % slots_) * stride;
     const auto* sh = reinterpret_cast<const SlotHeader*>(slot);
     if (sh->offset == 0) {
-      incoming_[peer] = matcher_.begin_message(peer, sh->tag, sh->msg_bytes);
+      if (eager) {
+        incoming_[peer] = matcher_.begin_message(peer, sh->tag, sh->msg_bytes);
+      } else if (!matcher_.begin_posted(peer, sh->tag, sh->msg_bytes, &incoming_[peer])) {
+        break;  // nobody wants it yet: leave it in the ring
+      }
       arriving_[peer] = true;
     }
     LOOM_CHECK(arriving_[peer], "comm shm: rank {}: corrupt fragment from rank {}", rank_, peer);
@@ -282,12 +286,16 @@ bool ShmTransport::progress() {
     if (!incoming) return false;
   }
   std::lock_guard g(mu_);
+  // Lazy pulls first; after a stretch of polls without progress, drain eagerly (what we wait
+  // for may sit behind messages nobody has asked for yet, or the sender may need the slots).
+  const bool eager = lazy_misses_ > 64;
   bool moved = false;
   for (int p = 0; p < size_; ++p) {
     if (p == rank_) continue;
-    moved |= pull(p);
+    moved |= pull(p, eager);
     moved |= push_sends(p);
   }
+  lazy_misses_ = moved || eager ? 0 : lazy_misses_ + 1;
   return moved;
 }
 
@@ -312,8 +320,11 @@ bool ShmTransport::peer_dead(int peer, std::string* why) const {
 }
 
 void ShmTransport::check_peers() {
-  progress();  // deliver whatever a finished peer left in the rings first
   std::lock_guard g(mu_);
+  // Deliver (or buffer) whatever a finished peer left in the rings first.
+  for (int p = 0; p < size_; ++p) {
+    if (p != rank_) pull(p, true);
+  }
   for (int p = 0; p < size_; ++p) {
     if (p == rank_ || !dead_[p].empty()) continue;
     std::string why;

@@ -56,7 +56,12 @@ class ShmTransport final : public Transport {
   };
   Channel* channel(int from, int to) const;
   bool push_sends(int peer);
-  bool pull(int peer);
+  // Moves messages out of the ring from `peer`. Lazy (eager=false): stops at a message no
+  // posted receive wants, leaving it in its slot so that the receive, once posted, reads it
+  // straight from there; eager: buffers such messages (needed when the one we wait for is
+  // behind them, or the sender waits for slots).
+  bool pull(int peer, bool eager = false);
+  int lazy_misses_ = 0;
   bool peer_dead(int peer, std::string* why) const;
   void ring_bell(int peer);
   std::vector<uint64_t> cached_tail_;  // per peer: the last tail read of our ring to it
