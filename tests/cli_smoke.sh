@@ -31,6 +31,17 @@ if [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   a2=$("$loom" train --model mlp --epochs 1 --limit 512 --dp 2 --transport shm 2>&1 | tail -n 1)
   echo "$a1" | grep -q "^test_accuracy=0\.[0-9]*$" || fail "train --dp 2: $a1"
   [ "$a1" = "$a2" ] || fail "train --dp 2 inproc '$a1' vs shm '$a2'"
+  # Ranks started separately (as on two machines), meeting through a file store over TCP.
+  st="${TMPDIR:-/tmp}/loom_smoke_store_$$"
+  rm -rf "$st"
+  "$loom" train --model mlp --epochs 1 --limit 512 --dp 2 --transport tcp --store "file:$st" --rank 1 --threads 1 \
+    >/dev/null 2>&1 &
+  r1=$!
+  a3=$("$loom" train --model mlp --epochs 1 --limit 512 --dp 2 --transport tcp --store "file:$st" --rank 0 \
+    --threads 1 2>&1 | tail -n 1)
+  wait $r1 || fail "train --store rank 1 failed"
+  rm -rf "$st"
+  [ "$a3" = "$a1" ] || fail "train --store (2 separately started ranks) '$a3' vs --dp 2 '$a1'"
   # Profiling: a traced and sampled run, then the summary, the checker and the request paths.
   tr="${TMPDIR:-/tmp}/loom_smoke_trace_$$"
   out=$("$loom" train --model mlp --epochs 1 --limit 256 --batch-size 64 --trace "$tr.json" \
