@@ -68,10 +68,11 @@ ShmTransport::ShmTransport(int rank, int size, Store& store, const std::string& 
   cached_head_.assign(size, 0);
   LOOM_CHECK(size >= 1 && size <= kMaxRanks, "comm shm: {} ranks (1..{} supported)", size, kMaxRanks);
   LOOM_CHECK(rank >= 0 && rank < size, "comm shm: rank {} out of range for {} ranks", rank, size);
-  // Ring size: 16 slots of 64 KiB per ordered pair, fewer slots for large groups.
+  // Ring size: 16 slots of 64 KiB per ordered pair, fewer for large groups so that the
+  // segment stays within ~32 MiB (containers often give /dev/shm only 64 MiB).
   slot_bytes_ = 64 << 10;
   const size_t pairs = static_cast<size_t>(size) * size;
-  slots_ = std::clamp<size_t>((size_t{512} << 20) / std::max<size_t>(pairs, 1) / (slot_bytes_ + 64), 4, 16);
+  slots_ = std::clamp<size_t>((size_t{32} << 20) / std::max<size_t>(pairs, 1) / (slot_bytes_ + 64), 4, 16);
   channel_bytes_ = 192 + slots_ * slot_stride(slot_bytes_);
   channel_bytes_ = (channel_bytes_ + 4095) & ~size_t{4095};
   const size_t hdr = (sizeof(Header) + 4095) & ~size_t{4095};
@@ -83,8 +84,11 @@ ShmTransport::ShmTransport(int rank, int size, Store& store, const std::string& 
     name_ = fmt::format("/loom-{}-{:08x}", getpid(), rd());
     fd = shm_open(name_.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
     LOOM_CHECK(fd >= 0, "comm shm: shm_open({}): {}", name_, std::strerror(errno));
-    if (ftruncate(fd, static_cast<off_t>(bytes_)) != 0) {
-      const int e = errno;
+    // Reserve the memory now (posix_fallocate), so that a full /dev/shm is this clear error
+    // rather than a SIGBUS at the first touch of a page later.
+    int e = ftruncate(fd, static_cast<off_t>(bytes_)) != 0 ? errno : 0;
+    if (e == 0) e = posix_fallocate(fd, 0, static_cast<off_t>(bytes_));
+    if (e != 0) {
       close(fd);
       shm_unlink(name_.c_str());
       LOOM_THROW("comm shm: cannot size the segment to {} bytes: {} (is /dev/shm large enough?)", bytes_,
