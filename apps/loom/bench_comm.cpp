@@ -52,10 +52,14 @@ size_t parse_bytes(const std::string& s, const char* opt) {
   }
   std::string unit = s.substr(used);
   double mul = 1;
-  if (unit == "K" || unit == "k" || unit == "KiB") mul = 1024.0;
-  else if (unit == "M" || unit == "MiB") mul = 1024.0 * 1024;
-  else if (unit == "G" || unit == "GiB") mul = 1024.0 * 1024 * 1024;
-  else LOOM_CHECK(unit.empty() || unit == "B", "{}: unknown unit '{}' in '{}'", opt, unit, s);
+  if (unit == "K" || unit == "k" || unit == "KiB")
+    mul = 1024.0;
+  else if (unit == "M" || unit == "MiB")
+    mul = 1024.0 * 1024;
+  else if (unit == "G" || unit == "GiB")
+    mul = 1024.0 * 1024 * 1024;
+  else
+    LOOM_CHECK(unit.empty() || unit == "B", "{}: unknown unit '{}' in '{}'", opt, unit, s);
   LOOM_CHECK(v >= 0, "{}: negative size '{}'", opt, s);
   return static_cast<size_t>(v * mul);
 }
@@ -63,11 +67,14 @@ size_t parse_bytes(const std::string& s, const char* opt) {
 // nccl-tests' bus-bandwidth factors.
 double bus_factor(Coll c, int p) {
   switch (c) {
-    case Coll::allreduce: return 2.0 * (p - 1) / p;
+    case Coll::allreduce:
+      return 2.0 * (p - 1) / p;
     case Coll::allgather:
     case Coll::reduce_scatter:
-    case Coll::alltoall: return static_cast<double>(p - 1) / p;
-    default: return 1.0;
+    case Coll::alltoall:
+      return static_cast<double>(p - 1) / p;
+    default:
+      return 1.0;
   }
 }
 
@@ -87,8 +94,13 @@ struct Row {
 };
 
 nlohmann::json row_json(const Row& r) {
-  return {{"bytes", r.bytes}, {"count", r.count}, {"algo", r.algo}, {"time_us", r.us_min},
-          {"time_us_median", r.us_median}, {"model_us", r.model_us}, {"wrong", r.wrong}};
+  return {{"bytes", r.bytes},
+          {"count", r.count},
+          {"algo", r.algo},
+          {"time_us", r.us_min},
+          {"time_us_median", r.us_median},
+          {"model_us", r.model_us},
+          {"wrong", r.wrong}};
 }
 
 // One collective call; `native` runs MPI's own implementation instead of Loom's.
@@ -106,39 +118,36 @@ struct Caller {
     }
 #endif
     switch (coll) {
-      case Coll::allreduce: comm.allreduce(out, n, t, op, algo); return;
-      case Coll::allgather: comm.allgather(in, out, n, t, algo); return;
-      case Coll::reduce_scatter: comm.reduce_scatter(in, out, n, t, op, algo); return;
-      case Coll::broadcast: comm.broadcast(out, n, t, 0, algo); return;
-      case Coll::reduce: comm.reduce(out, n, t, op, 0, algo); return;
-      case Coll::alltoall: comm.alltoall(in, out, n, t, algo); return;
-      case Coll::barrier: comm.barrier(); return;
+      case Coll::allreduce:
+        comm.allreduce(out, n, t, op, algo);
+        return;
+      case Coll::allgather:
+        comm.allgather(in, out, n, t, algo);
+        return;
+      case Coll::reduce_scatter:
+        comm.reduce_scatter(in, out, n, t, op, algo);
+        return;
+      case Coll::broadcast:
+        comm.broadcast(out, n, t, 0, algo);
+        return;
+      case Coll::reduce:
+        comm.reduce(out, n, t, op, 0, algo);
+        return;
+      case Coll::alltoall:
+        comm.alltoall(in, out, n, t, algo);
+        return;
+      case Coll::barrier:
+        comm.barrier();
+        return;
     }
   }
 };
 
 void fill(char* buf, size_t n, DType t, int rank, size_t salt) {
-  for (size_t i = 0; i < n; ++i) {
-    const double v = static_cast<double>((rank + 1) + static_cast<int>((i + salt) % 3));
-    switch (t) {
-      case DType::f32: reinterpret_cast<float*>(buf)[i] = static_cast<float>(v); break;
-      case DType::f64: reinterpret_cast<double*>(buf)[i] = v; break;
-      case DType::i32: reinterpret_cast<int32_t*>(buf)[i] = static_cast<int32_t>(v); break;
-      case DType::i64: reinterpret_cast<int64_t*>(buf)[i] = static_cast<int64_t>(v); break;
-      case DType::bf16: reinterpret_cast<uint16_t*>(buf)[i] = float_to_bf16(static_cast<float>(v)); break;
-    }
-  }
+  for (size_t i = 0; i < n; ++i)
+    store_element(buf, i, t, static_cast<double>((rank + 1) + static_cast<int>((i + salt) % 3)));
 }
-double get(const char* buf, size_t i, DType t) {
-  switch (t) {
-    case DType::f32: return reinterpret_cast<const float*>(buf)[i];
-    case DType::f64: return reinterpret_cast<const double*>(buf)[i];
-    case DType::i32: return reinterpret_cast<const int32_t*>(buf)[i];
-    case DType::i64: return static_cast<double>(reinterpret_cast<const int64_t*>(buf)[i]);
-    case DType::bf16: return bf16_to_float(reinterpret_cast<const uint16_t*>(buf)[i]);
-  }
-  return 0;
-}
+double get(const char* buf, size_t i, DType t) { return load_element(buf, i, t); }
 
 // Runs the collective once on known inputs and counts wrong elements on this rank (sum only;
 // other ops are checked by the test suite).
@@ -187,7 +196,8 @@ long count_wrong(Communicator& comm, const Caller& call, char* in, char* out, si
         for (size_t k = 0; k < n; ++k) expect(get(out, from * n + k, t), v(from, k + r));
       }
       break;
-    default: break;
+    default:
+      break;
   }
   return wrong;
 }
@@ -217,7 +227,8 @@ std::vector<Row> bench_rank(Transport& tr, const CommBenchOptions& o, bool nativ
     const size_t n = call_count(coll, bytes, es, p);
     if (n == 0) continue;
     Row row;
-    row.bytes = (coll == Coll::allgather || coll == Coll::reduce_scatter || coll == Coll::alltoall) ? n * p * es : n * es;
+    row.bytes =
+        (coll == Coll::allgather || coll == Coll::reduce_scatter || coll == Coll::alltoall) ? n * p * es : n * es;
     row.count = n;
     const Algo chosen = native ? Algo::automatic : comm.resolve(coll, n, t, algo);
     row.algo = native ? "mpi" : algo_name(chosen);
@@ -231,7 +242,7 @@ std::vector<Row> bench_rank(Transport& tr, const CommBenchOptions& o, bool nativ
     }
     row.wrong = count_wrong(comm, call, in.data(), out.data(), n, p);
     // Iterations: enough to last ~50 ms at 2 GB/s, between 5 and 2000.
-    const int iters = static_cast<int>(std::clamp<double>(1e8 / std::max<size_t>(row.bytes, 1) , 5, 2000));
+    const int iters = static_cast<int>(std::clamp<double>(1e8 / std::max<size_t>(row.bytes, 1), 5, 2000));
     for (int w = 0; w < 3; ++w) call(comm, in.data(), out.data(), n);
     std::vector<double> times;
     for (int rep = 0; rep < o.repeats; ++rep) {
@@ -310,10 +321,10 @@ int run_comm_bench(CommBenchOptions o) {
 #if LOOM_HAVE_MPI
     if (!launched_by_mpirun()) {
       // Re-run this command under mpirun, one process per rank.
-      std::string cmd = fmt::format("{} {} bench {} --transport mpi --ranks {} --algo {} {} --no-peers{}{}{}",
-                                    mpirun_prefix(o.ranks), self_exe(), o.coll, o.ranks, o.algo, size_args(o),
-                                    o.chunk.empty() ? "" : " --chunk " + o.chunk,
-                                    o.check ? " --check" : "", o.json.empty() ? "" : " --json " + o.json);
+      std::string cmd =
+          fmt::format("{} {} bench {} --transport mpi --ranks {} --algo {} {} --no-peers{}{}{}", mpirun_prefix(o.ranks),
+                      self_exe(), o.coll, o.ranks, o.algo, size_args(o), o.chunk.empty() ? "" : " --chunk " + o.chunk,
+                      o.check ? " --check" : "", o.json.empty() ? "" : " --json " + o.json);
       return std::system(cmd.c_str()) == 0 ? 0 : 1;
     }
     MpiTransport tr;
@@ -354,10 +365,11 @@ int run_comm_bench(CommBenchOptions o) {
   if (!o.no_peers) {
 #if LOOM_HAVE_MPI
     mpi_note.clear();
-    mpi = peer_rows(fmt::format("{} -x GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold="
-                                "4294967295 {} bench {} --peer mpi --ranks {} {}",
-                                mpirun_prefix(o.ranks), self_exe(), o.coll, o.ranks, size_args(o)),
-                    &mpi_note);
+    mpi =
+        peer_rows(fmt::format("{} -x GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold="
+                              "4294967295 {} bench {} --peer mpi --ranks {} {}",
+                              mpirun_prefix(o.ranks), self_exe(), o.coll, o.ranks, size_args(o)),
+                  &mpi_note);
 #else
     mpi_note = "not built with MPI";
 #endif
@@ -411,9 +423,10 @@ int run_comm_bench(CommBenchOptions o) {
   }
   if (!mpi_note.empty() && mpi.empty()) std::printf("# mpi peer: %s\n", mpi_note.c_str());
   if (!gloo_note.empty() && gloo.empty()) std::printf("# gloo peer: %s\n", gloo_note.c_str());
-  std::printf("# time = min over %d repetitions of the slowest rank's mean; busbw with nccl-tests' factor %.3f; "
-              "ratio = Loom busbw / peer busbw\n",
-              o.repeats, bf);
+  std::printf(
+      "# time = min over %d repetitions of the slowest rank's mean; busbw with nccl-tests' factor %.3f; "
+      "ratio = Loom busbw / peer busbw\n",
+      o.repeats, bf);
   write_json_records(o.json, records, o.coll.c_str());
   if (o.check && total_wrong > 0) {
     std::fprintf(stderr, "bench %s: %ld wrong elements\n", o.coll.c_str(), total_wrong);
@@ -547,8 +560,9 @@ void add_bench_comm(CLI::App& bench, Runner& run) {
     cmd->callback([&run, o] { run = [o] { return run_comm_bench(*o); }; });
   }
   auto c = std::make_shared<CalibrateOptions>();
-  auto* cal = bench.add_subcommand("comm-calibrate", "measure the collective cost model's alpha, beta, gamma "
-                                                     "for a transport (2 ranks)");
+  auto* cal = bench.add_subcommand("comm-calibrate",
+                                   "measure the collective cost model's alpha, beta, gamma "
+                                   "for a transport (2 ranks)");
   cal->add_option("--transport", c->transport, "inproc, shm, tcp or mpi")
       ->capture_default_str()
       ->check(CLI::IsMember({"inproc", "shm", "tcp", "mpi"}));

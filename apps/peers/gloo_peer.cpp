@@ -26,9 +26,7 @@
 
 namespace {
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 size_t parse_bytes(const std::string& s) {
   size_t used = 0;
@@ -116,8 +114,8 @@ nlohmann::json run_rank(int rank, int ranks, const std::string& store_dir, const
       times.push_back(dt);
     }
     std::sort(times.begin(), times.end());
-    rows.push_back({{"bytes", row_bytes}, {"count", n}, {"time_us", times.front()},
-                    {"time_us_median", times[times.size() / 2]}});
+    rows.push_back(
+        {{"bytes", row_bytes}, {"count", n}, {"time_us", times.front()}, {"time_us_median", times[times.size() / 2]}});
   }
   return rows;
 }

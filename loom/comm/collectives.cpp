@@ -41,8 +41,7 @@ Algo Communicator::resolve(Coll c, size_t count, DType t, Algo algo, int root) {
 }
 
 const Schedule& Communicator::schedule_for(const CollSpec& s) {
-  const Key key{static_cast<int>(s.coll), static_cast<int>(s.algo), s.count, s.root, s.local_size,
-                s.chunk};
+  const Key key{static_cast<int>(s.coll), static_cast<int>(s.algo), s.count, s.root, s.local_size, s.chunk};
   auto it = schedules_.find(key);
   if (it != schedules_.end()) return it->second;
   if (schedules_.size() > 4096) schedules_.clear();

@@ -1,12 +1,11 @@
 #include "loom/comm/cost_model.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include "loom/base/error.h"
 

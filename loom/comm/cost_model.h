@@ -14,9 +14,9 @@
 namespace loom::comm {
 
 struct CostParams {
-  double alpha = 2e-6;       // seconds per message
-  double beta = 1.0 / 4e9;   // seconds per byte on the wire
-  double gamma = 1.0 / 8e9;  // seconds per byte reduced
+  double alpha = 2e-6;             // seconds per message
+  double beta = 1.0 / 4e9;         // seconds per byte on the wire
+  double gamma = 1.0 / 8e9;        // seconds per byte reduced
   std::string source = "default";  // "default" or the calibration file read
 };
 

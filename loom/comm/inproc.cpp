@@ -36,9 +36,7 @@ class InProcTransport final : public Transport {
     return req;
   }
 
-  Request irecv(int peer, uint32_t tag, void* data, size_t bytes) override {
-    return post(peer, tag, data, bytes, {});
-  }
+  Request irecv(int peer, uint32_t tag, void* data, size_t bytes) override { return post(peer, tag, data, bytes, {}); }
   // The sender's thread (or this one) reduces straight from the sender's buffer.
   Request irecv_reduce(int peer, uint32_t tag, void* data, size_t bytes, DType t, ReduceOp op) override {
     return post(peer, tag, data, bytes, detail::Reduction{true, t, op});

@@ -30,7 +30,7 @@ class InProcWorld {
   struct Pending {
     int peer;  // sender (in a receiver's box) or receiver
     uint32_t tag;
-    void* recv_data;  // for posted receives
+    void* recv_data;        // for posted receives
     const void* send_data;  // for waiting sends
     size_t bytes;
     Request req;

@@ -1,8 +1,8 @@
 #include "loom/comm/matcher.h"
 
-#include <cstring>
-
 #include <fmt/core.h>
+
+#include <cstring>
 
 namespace loom::comm::detail {
 
@@ -21,7 +21,8 @@ std::string size_mismatch(size_t sent, size_t posted) {
 std::vector<char> Matcher::take_buffer(size_t bytes) {
   size_t best = pool_.size();
   for (size_t i = 0; i < pool_.size(); ++i) {
-    if (pool_[i].capacity() >= bytes && (best == pool_.size() || pool_[i].capacity() < pool_[best].capacity())) best = i;
+    if (pool_[i].capacity() >= bytes && (best == pool_.size() || pool_[i].capacity() < pool_[best].capacity()))
+      best = i;
   }
   if (best == pool_.size()) return std::vector<char>(bytes);
   std::vector<char> b = std::move(pool_[best]);

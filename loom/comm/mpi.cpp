@@ -3,8 +3,8 @@
 #include <mpi.h>
 
 #include <climits>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 
 #include "loom/base/error.h"
 
@@ -32,21 +32,31 @@ void* from_mpi(MPI_Request r) {
 }
 MPI_Datatype mpi_type(DType t) {
   switch (t) {
-    case DType::f32: return MPI_FLOAT;
-    case DType::f64: return MPI_DOUBLE;
-    case DType::i32: return MPI_INT32_T;
-    case DType::i64: return MPI_INT64_T;
-    case DType::bf16: break;
+    case DType::f32:
+      return MPI_FLOAT;
+    case DType::f64:
+      return MPI_DOUBLE;
+    case DType::i32:
+      return MPI_INT32_T;
+    case DType::i64:
+      return MPI_INT64_T;
+    case DType::bf16:
+      break;
   }
   LOOM_THROW("comm mpi: MPI has no {} type", dtype_name(t));
 }
 MPI_Op mpi_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::sum: return MPI_SUM;
-    case ReduceOp::prod: return MPI_PROD;
-    case ReduceOp::min: return MPI_MIN;
-    case ReduceOp::max: return MPI_MAX;
-    case ReduceOp::avg: break;
+    case ReduceOp::sum:
+      return MPI_SUM;
+    case ReduceOp::prod:
+      return MPI_PROD;
+    case ReduceOp::min:
+      return MPI_MIN;
+    case ReduceOp::max:
+      return MPI_MAX;
+    case ReduceOp::avg:
+      break;
   }
   LOOM_THROW("comm mpi: MPI has no avg reduction");
 }
@@ -81,8 +91,8 @@ Request MpiTransport::isend(int peer, uint32_t tag, const void* data, size_t byt
   Request req = make_request(peer, tag, bytes, true);
   std::lock_guard g(mu_);
   MPI_Request r;
-  check(MPI_Isend(data, static_cast<int>(bytes), MPI_BYTE, peer, static_cast<int>(tag % (tag_ub_ + 1u)),
-                  MPI_COMM_WORLD, &r),
+  check(MPI_Isend(data, static_cast<int>(bytes), MPI_BYTE, peer, static_cast<int>(tag % (tag_ub_ + 1u)), MPI_COMM_WORLD,
+                  &r),
         "MPI_Isend");
   mpi_reqs_.push_back(from_mpi(r));
   reqs_.push_back(req);
@@ -95,8 +105,8 @@ Request MpiTransport::irecv(int peer, uint32_t tag, void* data, size_t bytes) {
   Request req = make_request(peer, tag, bytes, false);
   std::lock_guard g(mu_);
   MPI_Request r;
-  check(MPI_Irecv(data, static_cast<int>(bytes), MPI_BYTE, peer, static_cast<int>(tag % (tag_ub_ + 1u)),
-                  MPI_COMM_WORLD, &r),
+  check(MPI_Irecv(data, static_cast<int>(bytes), MPI_BYTE, peer, static_cast<int>(tag % (tag_ub_ + 1u)), MPI_COMM_WORLD,
+                  &r),
         "MPI_Irecv");
   mpi_reqs_.push_back(from_mpi(r));
   reqs_.push_back(req);
@@ -120,8 +130,8 @@ bool MpiTransport::progress() {
     int got = 0;
     MPI_Get_count(&st[k], MPI_BYTE, &got);  // statuses are in completion order, like idx
     if (!reqs_[i]->is_send && static_cast<size_t>(got) != reqs_[i]->bytes) {
-      reqs_[i]->fail(fmt::format("message of {} bytes does not match the posted receive of {} bytes", got,
-                                 reqs_[i]->bytes));
+      reqs_[i]->fail(
+          fmt::format("message of {} bytes does not match the posted receive of {} bytes", got, reqs_[i]->bytes));
     } else {
       reqs_[i]->complete();
     }
@@ -151,7 +161,9 @@ void MpiTransport::native(Coll c, const void* in, void* out, size_t count, DType
     case Coll::allgather:
       check(MPI_Allgather(in, n, mpi_type(t), out, n, mpi_type(t), MPI_COMM_WORLD), "MPI_Allgather");
       return;
-    case Coll::broadcast: check(MPI_Bcast(out, n, mpi_type(t), root, MPI_COMM_WORLD), "MPI_Bcast"); return;
+    case Coll::broadcast:
+      check(MPI_Bcast(out, n, mpi_type(t), root, MPI_COMM_WORLD), "MPI_Bcast");
+      return;
     case Coll::reduce: {
       int me = 0;
       MPI_Comm_rank(MPI_COMM_WORLD, &me);
@@ -163,7 +175,9 @@ void MpiTransport::native(Coll c, const void* in, void* out, size_t count, DType
     case Coll::alltoall:
       check(MPI_Alltoall(in, n, mpi_type(t), out, n, mpi_type(t), MPI_COMM_WORLD), "MPI_Alltoall");
       return;
-    case Coll::barrier: check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); return;
+    case Coll::barrier:
+      check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+      return;
   }
 }
 

@@ -97,8 +97,7 @@ void set_nonblocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOC
 
 void split_host_port(const std::string& s, std::string* host, int* port) {
   const auto colon = s.rfind(':');
-  LOOM_CHECK(colon != std::string::npos && colon > 0 && colon + 1 < s.size(),
-             "comm: expected host:port, got '{}'", s);
+  LOOM_CHECK(colon != std::string::npos && colon > 0 && colon + 1 < s.size(), "comm: expected host:port, got '{}'", s);
   *host = s.substr(0, colon);
   try {
     size_t used = 0;

@@ -11,33 +11,48 @@ namespace loom::comm {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::f32: return 4;
-    case DType::f64: return 8;
-    case DType::i32: return 4;
-    case DType::i64: return 8;
-    case DType::bf16: return 2;
+    case DType::f32:
+      return 4;
+    case DType::f64:
+      return 8;
+    case DType::i32:
+      return 4;
+    case DType::i64:
+      return 8;
+    case DType::bf16:
+      return 2;
   }
   return 0;
 }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "float";
-    case DType::f64: return "double";
-    case DType::i32: return "int32";
-    case DType::i64: return "int64";
-    case DType::bf16: return "bfloat16";
+    case DType::f32:
+      return "float";
+    case DType::f64:
+      return "double";
+    case DType::i32:
+      return "int32";
+    case DType::i64:
+      return "int64";
+    case DType::bf16:
+      return "bfloat16";
   }
   return "?";
 }
 
 const char* reduce_op_name(ReduceOp op) {
   switch (op) {
-    case ReduceOp::sum: return "sum";
-    case ReduceOp::prod: return "prod";
-    case ReduceOp::min: return "min";
-    case ReduceOp::max: return "max";
-    case ReduceOp::avg: return "avg";
+    case ReduceOp::sum:
+      return "sum";
+    case ReduceOp::prod:
+      return "prod";
+    case ReduceOp::min:
+      return "min";
+    case ReduceOp::max:
+      return "max";
+    case ReduceOp::avg:
+      return "avg";
   }
   return "?";
 }
@@ -74,10 +89,9 @@ struct Ops {
 
 // One multiversioned loop per (type, op); templates cannot carry target_clones, so a macro
 // stamps them out.
-#define LOOM_REDUCE_LOOP(T, OP)                                                            \
-  LOOM_REDUCE_CLONES void reduce_##T##_##OP(T* d, const T* a, const T* b,       \
-                                           size_t n) {                                     \
-    for (size_t i = 0; i < n; ++i) d[i] = Ops<T>::OP(a[i], b[i]);                          \
+#define LOOM_REDUCE_LOOP(T, OP)                                                       \
+  LOOM_REDUCE_CLONES void reduce_##T##_##OP(T* d, const T* a, const T* b, size_t n) { \
+    for (size_t i = 0; i < n; ++i) d[i] = Ops<T>::OP(a[i], b[i]);                     \
   }
 #define LOOM_REDUCE_TYPE(T) \
   LOOM_REDUCE_LOOP(T, sum)  \
@@ -106,25 +120,41 @@ void reduce_bf16(uint16_t* d, const uint16_t* a, const uint16_t* b, size_t n, Re
     }
     switch (op) {
       case ReduceOp::sum:
-      case ReduceOp::avg: reduce_f32_sum(fa, fa, fb, m); break;
-      case ReduceOp::prod: reduce_f32_prod(fa, fa, fb, m); break;
-      case ReduceOp::min: reduce_f32_min(fa, fa, fb, m); break;
-      case ReduceOp::max: reduce_f32_max(fa, fa, fb, m); break;
+      case ReduceOp::avg:
+        reduce_f32_sum(fa, fa, fb, m);
+        break;
+      case ReduceOp::prod:
+        reduce_f32_prod(fa, fa, fb, m);
+        break;
+      case ReduceOp::min:
+        reduce_f32_min(fa, fa, fb, m);
+        break;
+      case ReduceOp::max:
+        reduce_f32_max(fa, fa, fb, m);
+        break;
     }
     for (size_t i = 0; i < m; ++i) d[i0 + i] = float_to_bf16(fa[i]);
   }
 }
 
 template <typename T>
-void dispatch(T* d, const T* a, const T* b, size_t n, ReduceOp op,
-              void (*s)(T*, const T*, const T*, size_t), void (*p)(T*, const T*, const T*, size_t),
-              void (*mn)(T*, const T*, const T*, size_t), void (*mx)(T*, const T*, const T*, size_t)) {
+void dispatch(T* d, const T* a, const T* b, size_t n, ReduceOp op, void (*s)(T*, const T*, const T*, size_t),
+              void (*p)(T*, const T*, const T*, size_t), void (*mn)(T*, const T*, const T*, size_t),
+              void (*mx)(T*, const T*, const T*, size_t)) {
   switch (op) {
     case ReduceOp::sum:
-    case ReduceOp::avg: s(d, a, b, n); return;
-    case ReduceOp::prod: p(d, a, b, n); return;
-    case ReduceOp::min: mn(d, a, b, n); return;
-    case ReduceOp::max: mx(d, a, b, n); return;
+    case ReduceOp::avg:
+      s(d, a, b, n);
+      return;
+    case ReduceOp::prod:
+      p(d, a, b, n);
+      return;
+    case ReduceOp::min:
+      mn(d, a, b, n);
+      return;
+    case ReduceOp::max:
+      mx(d, a, b, n);
+      return;
   }
 }
 
@@ -138,26 +168,62 @@ void reduce_to(void* dst, const void* a, const void* b, size_t count, DType t, R
                reduce_f32_sum, reduce_f32_prod, reduce_f32_min, reduce_f32_max);
       return;
     case DType::f64:
-      dispatch(static_cast<double*>(dst), static_cast<const double*>(a), static_cast<const double*>(b), count,
-               op, reduce_f64_sum, reduce_f64_prod, reduce_f64_min, reduce_f64_max);
+      dispatch(static_cast<double*>(dst), static_cast<const double*>(a), static_cast<const double*>(b), count, op,
+               reduce_f64_sum, reduce_f64_prod, reduce_f64_min, reduce_f64_max);
       return;
     case DType::i32:
-      dispatch(static_cast<int32_t*>(dst), static_cast<const int32_t*>(a), static_cast<const int32_t*>(b),
-               count, op, reduce_i32_sum, reduce_i32_prod, reduce_i32_min, reduce_i32_max);
+      dispatch(static_cast<int32_t*>(dst), static_cast<const int32_t*>(a), static_cast<const int32_t*>(b), count, op,
+               reduce_i32_sum, reduce_i32_prod, reduce_i32_min, reduce_i32_max);
       return;
     case DType::i64:
-      dispatch(static_cast<int64_t*>(dst), static_cast<const int64_t*>(a), static_cast<const int64_t*>(b),
-               count, op, reduce_i64_sum, reduce_i64_prod, reduce_i64_min, reduce_i64_max);
+      dispatch(static_cast<int64_t*>(dst), static_cast<const int64_t*>(a), static_cast<const int64_t*>(b), count, op,
+               reduce_i64_sum, reduce_i64_prod, reduce_i64_min, reduce_i64_max);
       return;
     case DType::bf16:
-      reduce_bf16(static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(a),
-                  static_cast<const uint16_t*>(b), count, op);
+      reduce_bf16(static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), count,
+                  op);
       return;
   }
 }
 
 void reduce_into(void* dst, const void* src, size_t count, DType t, ReduceOp op) {
   reduce_to(dst, dst, src, count, t, op);
+}
+
+double load_element(const void* buf, size_t i, DType t) {
+  switch (t) {
+    case DType::f32:
+      return static_cast<const float*>(buf)[i];
+    case DType::f64:
+      return static_cast<const double*>(buf)[i];
+    case DType::i32:
+      return static_cast<const int32_t*>(buf)[i];
+    case DType::i64:
+      return static_cast<double>(static_cast<const int64_t*>(buf)[i]);
+    case DType::bf16:
+      return bf16_to_float(static_cast<const uint16_t*>(buf)[i]);
+  }
+  return 0;
+}
+
+void store_element(void* buf, size_t i, DType t, double v) {
+  switch (t) {
+    case DType::f32:
+      static_cast<float*>(buf)[i] = static_cast<float>(v);
+      return;
+    case DType::f64:
+      static_cast<double*>(buf)[i] = v;
+      return;
+    case DType::i32:
+      static_cast<int32_t*>(buf)[i] = static_cast<int32_t>(v);
+      return;
+    case DType::i64:
+      static_cast<int64_t*>(buf)[i] = static_cast<int64_t>(v);
+      return;
+    case DType::bf16:
+      static_cast<uint16_t*>(buf)[i] = float_to_bf16(static_cast<float>(v));
+      return;
+  }
 }
 
 void finish_avg(void* buf, size_t count, DType t, int ranks) {

@@ -234,7 +234,8 @@ void allreduce(Schedule& s, const CollSpec& c) {
       ring_ag(s, local, l, off);
       return;
     }
-    default: break;
+    default:
+      break;
   }
   LOOM_THROW("comm: allreduce has no algorithm '{}'", algo_name(c.algo));
 }
@@ -270,7 +271,9 @@ void allgather(Schedule& s, const CollSpec& c) {
   s.buffer_count = off[p];
   if (p == 1) return;
   switch (c.algo) {
-    case Algo::ring: ring_ag(s, iota_group(p), r, off); return;
+    case Algo::ring:
+      ring_ag(s, iota_group(p), r, off);
+      return;
     case Algo::recursive_doubling: {
       const Fold f(p);
       if (f.rem) {  // even ranks hand their block to the odd neighbour
@@ -302,7 +305,8 @@ void allgather(Schedule& s, const CollSpec& c) {
       }
       return;
     }
-    default: break;
+    default:
+      break;
   }
   LOOM_THROW("comm: allgather has no algorithm '{}'", algo_name(c.algo));
 }
@@ -349,20 +353,27 @@ std::vector<size_t> partition(size_t count, int parts) {
 
 const char* coll_name(Coll c) {
   switch (c) {
-    case Coll::allreduce: return "allreduce";
-    case Coll::reduce_scatter: return "reducescatter";
-    case Coll::allgather: return "allgather";
-    case Coll::broadcast: return "bcast";
-    case Coll::reduce: return "reduce";
-    case Coll::alltoall: return "alltoall";
-    case Coll::barrier: return "barrier";
+    case Coll::allreduce:
+      return "allreduce";
+    case Coll::reduce_scatter:
+      return "reducescatter";
+    case Coll::allgather:
+      return "allgather";
+    case Coll::broadcast:
+      return "bcast";
+    case Coll::reduce:
+      return "reduce";
+    case Coll::alltoall:
+      return "alltoall";
+    case Coll::barrier:
+      return "barrier";
   }
   return "?";
 }
 
 Coll parse_coll(const std::string& s) {
-  for (Coll c : {Coll::allreduce, Coll::reduce_scatter, Coll::allgather, Coll::broadcast, Coll::reduce,
-                 Coll::alltoall, Coll::barrier}) {
+  for (Coll c : {Coll::allreduce, Coll::reduce_scatter, Coll::allgather, Coll::broadcast, Coll::reduce, Coll::alltoall,
+                 Coll::barrier}) {
     if (s == coll_name(c)) return c;
   }
   if (s == "reduce_scatter" || s == "reduce-scatter") return Coll::reduce_scatter;
@@ -372,18 +383,30 @@ Coll parse_coll(const std::string& s) {
 
 const char* algo_name(Algo a) {
   switch (a) {
-    case Algo::automatic: return "auto";
-    case Algo::ring: return "ring";
-    case Algo::recursive_doubling: return "recursive_doubling";
-    case Algo::rabenseifner: return "rabenseifner";
-    case Algo::halving: return "halving";
-    case Algo::tree: return "tree";
-    case Algo::hierarchical: return "hierarchical";
-    case Algo::bruck: return "bruck";
-    case Algo::binomial: return "binomial";
-    case Algo::chain: return "chain";
-    case Algo::pairwise: return "pairwise";
-    case Algo::dissemination: return "dissemination";
+    case Algo::automatic:
+      return "auto";
+    case Algo::ring:
+      return "ring";
+    case Algo::recursive_doubling:
+      return "recursive_doubling";
+    case Algo::rabenseifner:
+      return "rabenseifner";
+    case Algo::halving:
+      return "halving";
+    case Algo::tree:
+      return "tree";
+    case Algo::hierarchical:
+      return "hierarchical";
+    case Algo::bruck:
+      return "bruck";
+    case Algo::binomial:
+      return "binomial";
+    case Algo::chain:
+      return "chain";
+    case Algo::pairwise:
+      return "pairwise";
+    case Algo::dissemination:
+      return "dissemination";
   }
   return "?";
 }
@@ -402,12 +425,18 @@ std::vector<Algo> algos_for(Coll c) {
   switch (c) {
     case Coll::allreduce:
       return {Algo::ring, Algo::recursive_doubling, Algo::rabenseifner, Algo::tree, Algo::hierarchical};
-    case Coll::reduce_scatter: return {Algo::ring, Algo::halving};
-    case Coll::allgather: return {Algo::ring, Algo::recursive_doubling, Algo::bruck};
-    case Coll::broadcast: return {Algo::binomial, Algo::chain};
-    case Coll::reduce: return {Algo::binomial};
-    case Coll::alltoall: return {Algo::pairwise};
-    case Coll::barrier: return {Algo::dissemination};
+    case Coll::reduce_scatter:
+      return {Algo::ring, Algo::halving};
+    case Coll::allgather:
+      return {Algo::ring, Algo::recursive_doubling, Algo::bruck};
+    case Coll::broadcast:
+      return {Algo::binomial, Algo::chain};
+    case Coll::reduce:
+      return {Algo::binomial};
+    case Coll::alltoall:
+      return {Algo::pairwise};
+    case Coll::barrier:
+      return {Algo::dissemination};
   }
   return {};
 }
@@ -421,8 +450,7 @@ bool algo_supported(const CollSpec& c, std::string* why) {
   if (std::find(algos.begin(), algos.end(), c.algo) == algos.end()) {
     return no(fmt::format("{} has no algorithm '{}'", coll_name(c.coll), algo_name(c.algo)));
   }
-  if (c.algo == Algo::hierarchical &&
-      (c.local_size < 1 || c.local_size > c.ranks || c.ranks % c.local_size != 0)) {
+  if (c.algo == Algo::hierarchical && (c.local_size < 1 || c.local_size > c.ranks || c.ranks % c.local_size != 0)) {
     return no(fmt::format("hierarchical needs a local size dividing the {} ranks (got {})", c.ranks, c.local_size));
   }
   return true;
@@ -438,10 +466,18 @@ Schedule make_schedule(const CollSpec& c) {
   Schedule s;
   const int p = c.ranks, r = c.rank;
   switch (c.coll) {
-    case Coll::allreduce: allreduce(s, c); break;
-    case Coll::reduce_scatter: reduce_scatter(s, c); break;
-    case Coll::allgather: allgather(s, c); break;
-    case Coll::broadcast: broadcast(s, c); break;
+    case Coll::allreduce:
+      allreduce(s, c);
+      break;
+    case Coll::reduce_scatter:
+      reduce_scatter(s, c);
+      break;
+    case Coll::allgather:
+      allgather(s, c);
+      break;
+    case Coll::broadcast:
+      broadcast(s, c);
+      break;
     case Coll::reduce:
       s.buffer_count = c.count;
       binomial_reduce(s, p, r, c.root, c.count);

@@ -42,9 +42,9 @@ std::vector<Algo> algos_for(Coll c);
 
 struct Xfer {
   int peer;
-  size_t offset;  // elements into the working buffer
-  size_t count;   // elements
-  bool reduce = false;  // receives only: reduce into the range (else overwrite it)
+  size_t offset;            // elements into the working buffer
+  size_t count;             // elements
+  bool reduce = false;      // receives only: reduce into the range (else overwrite it)
   bool from_input = false;  // sends only: read the collective's input buffer, not the working one
 };
 struct Copy {
@@ -79,8 +79,8 @@ struct CollSpec {
   // allreduce/broadcast/reduce: elements in the buffer. reduce_scatter/allgather/alltoall:
   // elements per rank (the working buffer holds ranks * count).
   size_t count = 0;
-  int root = 0;          // broadcast, reduce
-  int local_size = 0;    // hierarchical: ranks per node (ranks % local_size == 0)
+  int root = 0;        // broadcast, reduce
+  int local_size = 0;  // hierarchical: ranks per node (ranks % local_size == 0)
   // Pipelining: chain broadcast: elements per chunk; ring allreduce: elements per block of a
   // slice (the buffer is cut into slices of ranks * chunk elements that move through the ring
   // one step apart, so a block reduced in one step is sent on while still in cache). 0: none.
@@ -100,7 +100,7 @@ bool algo_supported(const CollSpec& spec, std::string* why = nullptr);
 
 // Totals over one rank's schedule, for tests and docs.
 struct ScheduleStats {
-  int steps = 0;              // steps with at least one message or copy
+  int steps = 0;  // steps with at least one message or copy
   size_t messages_sent = 0;
   size_t elements_sent = 0;
   size_t elements_reduced = 0;

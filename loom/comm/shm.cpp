@@ -1,12 +1,12 @@
 #include "loom/comm/shm.h"
 
 #include <fcntl.h>
-#include <sched.h>
 #include <linux/futex.h>
-#include <sys/syscall.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -99,7 +99,7 @@ ShmTransport::ShmTransport(int rank, int size, Store& store, const std::string& 
     name_ = store.get(prefix + "/segment", timeout);
     fd = shm_open(name_.c_str(), O_RDWR, 0600);
     LOOM_CHECK(fd >= 0, "comm shm: rank {} cannot open segment {}: {}", rank, name_, std::strerror(errno));
-    struct stat st{};
+    struct stat st {};
     fstat(fd, &st);
     LOOM_CHECK(static_cast<size_t>(st.st_size) == bytes_,
                "comm shm: segment {} has {} bytes, expected {} (ranks disagree on the group size?)", name_, st.st_size,
@@ -173,10 +173,7 @@ Request ShmTransport::irecv(int peer, uint32_t tag, void* data, size_t bytes) {
 }
 
 Request ShmTransport::irecv_reduce(int peer, uint32_t tag, void* data, size_t bytes, DType t, ReduceOp op) {
-  check_peer_arg("irecv", peer, bytes, data);
-  LOOM_CHECK(bytes % dtype_size(t) == 0, "comm shm: reducing receive of {} bytes is not a whole number of {}", bytes,
-             dtype_name(t));
-  Request req = make_request(peer, tag, bytes, false);
+  Request req = make_reduce_request(peer, tag, data, bytes, t);
   std::lock_guard g(mu_);
   matcher_.post_recv(peer, tag, data, bytes, req, detail::Reduction{true, t, op});
   pull(peer);

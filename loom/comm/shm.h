@@ -65,7 +65,7 @@ class ShmTransport final : public Transport {
   bool peer_dead(int peer, std::string* why) const;
   void ring_bell(int peer);
   std::vector<uint64_t> cached_tail_;  // per peer: the last tail read of our ring to it
-  std::atomic<int> queued_sends_{0};  // messages in sendq_ (read without the lock)
+  std::atomic<int> queued_sends_{0};   // messages in sendq_ (read without the lock)
   std::vector<uint64_t> cached_head_;  // per peer: the head of our ring to it (we own it)
   bool oversubscribed_ = false;
 

@@ -100,8 +100,8 @@ struct TcpStore::Server {
         uint32_t ms;
         if (!net::read_all(fd, &ms, 4)) return;
         std::unique_lock lk(mu);
-        const bool found = cv.wait_for(lk, std::chrono::milliseconds(ms), [&] { return stop || kv.count(key); }) &&
-                           kv.count(key);
+        const bool found =
+            cv.wait_for(lk, std::chrono::milliseconds(ms), [&] { return stop || kv.count(key); }) && kv.count(key);
         const std::string v = found ? kv[key] : std::string();
         lk.unlock();
         const char st = found ? 1 : 0;

@@ -69,7 +69,8 @@ TcpTransport::TcpTransport(int rank, int size, Store& store, const std::string& 
       net::split_host_port(store.get(fmt::format("{}/addr/{}", prefix, j), timeout), &h, &pt);
       const int fd = net::connect_to(h, pt, timeout);
       const uint32_t hello[2] = {kHello, static_cast<uint32_t>(rank)};
-      LOOM_CHECK(net::write_all(fd, hello, sizeof hello), "comm tcp: rank {} lost rank {} during the handshake", rank, j);
+      LOOM_CHECK(net::write_all(fd, hello, sizeof hello), "comm tcp: rank {} lost rank {} during the handshake", rank,
+                 j);
       peers_[j]->fd = fd;
     }
     for (int k = rank + 1; k < size; ++k) {  // accept the higher ranks, in any order
@@ -80,8 +81,9 @@ TcpTransport::TcpTransport(int rank, int size, Store& store, const std::string& 
       const int fd = accept(lfd, nullptr, nullptr);
       LOOM_CHECK(fd >= 0, "comm tcp: accept: {}", std::strerror(errno));
       uint32_t hello[2] = {0, 0};
-      LOOM_CHECK(net::read_all(fd, hello, sizeof hello) && hello[0] == kHello && hello[1] < static_cast<uint32_t>(size) &&
-                     static_cast<int>(hello[1]) > rank && peers_[hello[1]]->fd < 0,
+      LOOM_CHECK(net::read_all(fd, hello, sizeof hello) && hello[0] == kHello &&
+                     hello[1] < static_cast<uint32_t>(size) && static_cast<int>(hello[1]) > rank &&
+                     peers_[hello[1]]->fd < 0,
                  "comm tcp: rank {}: bad handshake from a connecting peer", rank);
       peers_[hello[1]]->fd = fd;
     }
@@ -141,10 +143,7 @@ Request TcpTransport::isend(int peer, uint32_t tag, const void* data, size_t byt
 }
 
 Request TcpTransport::irecv_reduce(int peer, uint32_t tag, void* data, size_t bytes, DType t, ReduceOp op) {
-  check_peer_arg("irecv", peer, bytes, data);
-  LOOM_CHECK(bytes % dtype_size(t) == 0, "comm tcp: reducing receive of {} bytes is not a whole number of {}", bytes,
-             dtype_name(t));
-  Request req = make_request(peer, tag, bytes, false);
+  Request req = make_reduce_request(peer, tag, data, bytes, t);
   matcher_.post_recv(peer, tag, data, bytes, req, detail::Reduction{true, t, op});
   return req;
 }

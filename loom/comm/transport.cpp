@@ -77,6 +77,13 @@ Request Transport::make_request(int peer, uint32_t tag, size_t bytes, bool is_se
   return r;
 }
 
+Request Transport::make_reduce_request(int peer, uint32_t tag, const void* data, size_t bytes, DType t) {
+  check_peer_arg("irecv", peer, bytes, data);
+  LOOM_CHECK(bytes % dtype_size(t) == 0, "comm {}: reducing receive of {} bytes is not a whole number of {}", kind(),
+             bytes, dtype_name(t));
+  return make_request(peer, tag, bytes, false);
+}
+
 void Transport::check_peer_arg(const char* what, int peer, size_t bytes, const void* data) const {
   LOOM_CHECK(peer >= 0 && peer < size() && peer != rank(), "comm {}: rank {} of {}: invalid peer {}", what, rank(),
              size(), peer);
@@ -97,10 +104,11 @@ void Transport::wait(const Request& r) {
     while (!r->done()) {
       const int64_t now = mono_ns();
       if (now - start > timeout_ns) {
-        LOOM_THROW("comm {}: rank {} timed out after {:.0f} s waiting to {} {} bytes {} rank {} (tag {}); is rank {} "
-                   "alive?",
-                   kind(), rank(), timeout_s_, r->is_send ? "send" : "receive", r->bytes, r->is_send ? "to" : "from",
-                   r->peer, r->tag, r->peer);
+        LOOM_THROW(
+            "comm {}: rank {} timed out after {:.0f} s waiting to {} {} bytes {} rank {} (tag {}); is rank {} "
+            "alive?",
+            kind(), rank(), timeout_s_, r->is_send ? "send" : "receive", r->bytes, r->is_send ? "to" : "from", r->peer,
+            r->tag, r->peer);
       }
       if (now - last_check > 100'000'000) {
         check_peers();

@@ -95,6 +95,9 @@ class Transport {
   // For transports that cannot sleep on the request: idle progress polls before idle_wait().
   virtual int idle_polls() const { return 256; }
   Request make_request(int peer, uint32_t tag, size_t bytes, bool is_send);
+  // The request of a reducing receive, after checking its arguments (bytes must be a whole
+  // number of elements: fragments are reduced as they arrive).
+  Request make_reduce_request(int peer, uint32_t tag, const void* data, size_t bytes, DType t);
   void check_peer_arg(const char* what, int peer, size_t bytes, const void* data) const;
 
  private:

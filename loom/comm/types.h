@@ -18,7 +18,7 @@ enum class ReduceOp : uint8_t { sum, prod, min, max, avg };
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);
 const char* reduce_op_name(ReduceOp op);
-DType parse_dtype(const std::string& s);       // "f32", "float", ...; throws on unknown
+DType parse_dtype(const std::string& s);         // "f32", "float", ...; throws on unknown
 ReduceOp parse_reduce_op(const std::string& s);  // "sum", "prod", "min", "max", "avg"
 
 // dst[i] = dst[i] (op) src[i] for i < count. avg accumulates like sum; the collective divides
@@ -29,6 +29,10 @@ void reduce_to(void* dst, const void* a, const void* b, size_t count, DType t, R
 // buf[i] /= ranks (integer types: truncating division, as MPI has no avg and NCCL's ncclAvg
 // truncates too).
 void finish_avg(void* buf, size_t count, DType t, int ranks);
+
+// Element i of a typed buffer as a double, and back (checks in tests and benchmarks).
+double load_element(const void* buf, size_t i, DType t);
+void store_element(void* buf, size_t i, DType t, double v);
 
 // bf16 helpers (round to nearest even; NaN stays NaN).
 inline float bf16_to_float(uint16_t v) {

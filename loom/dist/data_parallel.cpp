@@ -210,8 +210,8 @@ std::vector<int> DataParallel::negotiate(const std::vector<int>& fresh) {
         if (!req[3 * i]) continue;
         if (req[3 * i + 1] != params_[i].second.numel() ||
             req[3 * i + 2] != static_cast<int64_t>(fnv1a(params_[i].first))) {
-          problem = fmt::format("rank {} submitted tensor #{} with {} elements, rank 0 has '{}' with {} elements",
-                                r, i, req[3 * i + 1], params_[i].first, params_[i].second.numel());
+          problem = fmt::format("rank {} submitted tensor #{} with {} elements, rank 0 has '{}' with {} elements", r, i,
+                                req[3 * i + 1], params_[i].first, params_[i].second.numel());
           break;
         }
         ++table_[i];

@@ -45,13 +45,13 @@ struct DataParallelOptions {
 
 struct DataParallelStats {
   int64_t steps = 0;
-  int64_t cycles = 0;         // background cycles (each one allreduce of the ready bits)
-  int64_t negotiations = 0;   // cycles that went to the coordinator
+  int64_t cycles = 0;        // background cycles (each one allreduce of the ready bits)
+  int64_t negotiations = 0;  // cycles that went to the coordinator
   int64_t fused_allreduces = 0;
   int64_t tensors_reduced = 0;
   int64_t bytes_reduced = 0;
-  double allreduce_s = 0;     // time in gradient allreduces (background thread)
-  double wait_s = 0;          // time the training thread waited for them after backward
+  double allreduce_s = 0;  // time in gradient allreduces (background thread)
+  double wait_s = 0;       // time the training thread waited for them after backward
 };
 
 class DataParallel {
@@ -98,13 +98,13 @@ class DataParallel {
   std::mutex mu_;
   std::condition_variable cv_;
   bool step_active_ = false, finishing_ = false, step_done_ = false, stop_ = false;
-  std::vector<int> queue_;        // indices made ready by backward, not yet taken
-  std::vector<char> submitted_;   // per parameter, this step
+  std::vector<int> queue_;       // indices made ready by backward, not yet taken
+  std::vector<char> submitted_;  // per parameter, this step
   std::exception_ptr error_;
 
   // Background thread only.
-  std::vector<char> cached_;      // response cache: tensors every rank has agreed on before
-  std::vector<int> table_;        // coordinator (rank 0): ranks that requested each tensor
+  std::vector<char> cached_;  // response cache: tensors every rank has agreed on before
+  std::vector<int> table_;    // coordinator (rank 0): ranks that requested each tensor
   std::vector<float> fusion_;
   std::thread thread_;
   DataParallelStats stats_;

@@ -1,5 +1,7 @@
 // Every collective x algorithm x dtype x op on 1..8 in-process ranks (zero, odd and
 // non-divisible sizes) against a naive reference; transport errors name the peer.
+#include "loom/comm/collectives.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,7 +9,6 @@
 #include <thread>
 
 #include "loom/base/error.h"
-#include "loom/comm/collectives.h"
 #include "loom/comm/inproc.h"
 
 namespace loom::comm {
@@ -20,25 +21,8 @@ double input(int rank, size_t i, ReduceOp op) {
   return static_cast<double>((rank * 7 + i * 3) % 11) - 3;
 }
 
-void store(void* buf, size_t i, DType t, double v) {
-  switch (t) {
-    case DType::f32: static_cast<float*>(buf)[i] = static_cast<float>(v); break;
-    case DType::f64: static_cast<double*>(buf)[i] = v; break;
-    case DType::i32: static_cast<int32_t*>(buf)[i] = static_cast<int32_t>(v); break;
-    case DType::i64: static_cast<int64_t*>(buf)[i] = static_cast<int64_t>(v); break;
-    case DType::bf16: static_cast<uint16_t*>(buf)[i] = float_to_bf16(static_cast<float>(v)); break;
-  }
-}
-double load(const void* buf, size_t i, DType t) {
-  switch (t) {
-    case DType::f32: return static_cast<const float*>(buf)[i];
-    case DType::f64: return static_cast<const double*>(buf)[i];
-    case DType::i32: return static_cast<const int32_t*>(buf)[i];
-    case DType::i64: return static_cast<double>(static_cast<const int64_t*>(buf)[i]);
-    case DType::bf16: return bf16_to_float(static_cast<const uint16_t*>(buf)[i]);
-  }
-  return 0;
-}
+void store(void* buf, size_t i, DType t, double v) { store_element(buf, i, t, v); }
+double load(const void* buf, size_t i, DType t) { return load_element(buf, i, t); }
 
 double reference(int p, size_t i, ReduceOp op, DType t) {
   double acc = input(0, i, op);
@@ -46,10 +30,18 @@ double reference(int p, size_t i, ReduceOp op, DType t) {
     const double v = input(r, i, op);
     switch (op) {
       case ReduceOp::sum:
-      case ReduceOp::avg: acc += v; break;
-      case ReduceOp::prod: acc *= v; break;
-      case ReduceOp::min: acc = std::min(acc, v); break;
-      case ReduceOp::max: acc = std::max(acc, v); break;
+      case ReduceOp::avg:
+        acc += v;
+        break;
+      case ReduceOp::prod:
+        acc *= v;
+        break;
+      case ReduceOp::min:
+        acc = std::min(acc, v);
+        break;
+      case ReduceOp::max:
+        acc = std::max(acc, v);
+        break;
     }
   }
   if (op == ReduceOp::avg) {
@@ -82,7 +74,8 @@ void check_reductions(int p, size_t chunk_bytes) {
         for (size_t n : kCounts) {
           std::vector<char> buf(n * p * es + 1), out(n * es + 1);
           auto tag = [&](const char* what, Algo a) {
-            return fmt::format("{} {} {} {} n={} p={} rank={}", what, algo_name(a), dtype_name(t), reduce_op_name(op), n, p, r);
+            return fmt::format("{} {} {} {} n={} p={} rank={}", what, algo_name(a), dtype_name(t), reduce_op_name(op),
+                               n, p, r);
           };
           for (int local : {0, 1, 2}) {
             for (Algo a : algos_for(Coll::allreduce)) {
@@ -110,7 +103,8 @@ void check_reductions(int p, size_t chunk_bytes) {
           comm.reduce(buf.data(), n, t, op, root);
           if (r == root) {
             for (size_t i = 0; i < n; ++i) {
-              ASSERT_TRUE(close(load(buf.data(), i, t), reference(p, i, op, t), t, op)) << tag("reduce", Algo::binomial);
+              ASSERT_TRUE(close(load(buf.data(), i, t), reference(p, i, op, t), t, op))
+                  << tag("reduce", Algo::binomial);
             }
           }
         }

@@ -1,6 +1,8 @@
 // The step generators, checked without any transport: every algorithm's schedules match
 // pairwise across ranks, a lockstep simulation of all ranks computes the right answer, and
 // steps and bytes on the wire equal the formulas of docs/comm.md.
+#include "loom/comm/schedule.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
@@ -8,7 +10,6 @@
 
 #include "loom/base/error.h"
 #include "loom/comm/cost_model.h"
-#include "loom/comm/schedule.h"
 
 namespace loom::comm {
 namespace {
@@ -24,8 +25,8 @@ std::vector<Schedule> all_ranks(CollSpec c) {
 
 std::vector<CollSpec> every_spec(int p, size_t count) {
   std::vector<CollSpec> out;
-  for (Coll c : {Coll::allreduce, Coll::reduce_scatter, Coll::allgather, Coll::broadcast, Coll::reduce,
-                 Coll::alltoall, Coll::barrier}) {
+  for (Coll c : {Coll::allreduce, Coll::reduce_scatter, Coll::allgather, Coll::broadcast, Coll::reduce, Coll::alltoall,
+                 Coll::barrier}) {
     for (Algo a : algos_for(c)) {
       CollSpec s;
       s.coll = c, s.algo = a, s.ranks = p, s.count = count;
@@ -197,10 +198,16 @@ TEST(CommSchedule, SimulationComputesTheCollective) {
                 if (i / n != static_cast<size_t>(r)) continue;
                 for (int q = 0; q < p; ++q) want += val(q, i);
                 break;
-              case Coll::allgather: want = val(static_cast<int>(i / n), i); break;
-              case Coll::broadcast: want = val(spec.root, i); break;
-              case Coll::alltoall: break;  // checked above
-              case Coll::barrier: break;
+              case Coll::allgather:
+                want = val(static_cast<int>(i / n), i);
+                break;
+              case Coll::broadcast:
+                want = val(spec.root, i);
+                break;
+              case Coll::alltoall:
+                break;  // checked above
+              case Coll::barrier:
+                break;
             }
             ASSERT_EQ(got, want) << "rank " << r << " element " << i;
           }

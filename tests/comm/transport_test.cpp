@@ -41,8 +41,8 @@ TEST_P(ProcessTransport, CollectivesMatchTheReference) {
           comm.allreduce(buf.data(), n, DType::f32, ReduceOp::sum, a);
           const float ranks_sum = static_cast<float>(p * (p + 1) / 2);
           for (size_t i = 0; i < n; ++i) {
-            LOOM_CHECK(buf[i] == ranks_sum * static_cast<float>(i % 7), "{} allreduce {} n={} i={}: got {}",
-                       GetParam(), algo_name(a), n, i, buf[i]);
+            LOOM_CHECK(buf[i] == ranks_sum * static_cast<float>(i % 7), "{} allreduce {} n={} i={}: got {}", GetParam(),
+                       algo_name(a), n, i, buf[i]);
           }
         }
         std::vector<int64_t> in(n), out(n * p);

@@ -2,6 +2,8 @@
 // the same weights as one worker on the whole batch (up to float reduction order), with and
 // without tensor fusion and the response cache; steady-state steps skip the coordinator;
 // mismatched replicas are a clear error.
+#include "loom/dist/data_parallel.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,7 +12,6 @@
 #include "loom/base/error.h"
 #include "loom/base/rng.h"
 #include "loom/comm/inproc.h"
-#include "loom/dist/data_parallel.h"
 #include "loom/models/models.h"
 #include "loom/nn/optim.h"
 #include "loom/ops/ops.h"
