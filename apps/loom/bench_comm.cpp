@@ -147,7 +147,6 @@ void fill(char* buf, size_t n, DType t, int rank, size_t salt) {
   for (size_t i = 0; i < n; ++i)
     store_element(buf, i, t, static_cast<double>((rank + 1) + static_cast<int>((i + salt) % 3)));
 }
-double get(const char* buf, size_t i, DType t) { return load_element(buf, i, t); }
 
 // Runs the collective once on known inputs and counts wrong elements on this rank (sum only;
 // other ops are checked by the test suite).
@@ -172,28 +171,28 @@ long count_wrong(Communicator& comm, const Caller& call, char* in, char* out, si
     case Coll::allreduce:
       fill(out, n, t, r, 0);
       call(comm, in, out, n);
-      for (size_t i = 0; i < n; ++i) expect(get(out, i, t), sum(i));
+      for (size_t i = 0; i < n; ++i) expect(load_element(out, i, t), sum(i));
       break;
     case Coll::reduce_scatter:
       fill(in, n * p, t, r, 0);
       call(comm, in, out, n);
-      for (size_t i = 0; i < n; ++i) expect(get(out, i, t), sum(r * n + i));
+      for (size_t i = 0; i < n; ++i) expect(load_element(out, i, t), sum(r * n + i));
       break;
     case Coll::allgather:
       fill(in, n, t, r, 0);
       call(comm, in, out, n);
-      for (size_t i = 0; i < n * p; ++i) expect(get(out, i, t), v(static_cast<int>(i / n), i % n));
+      for (size_t i = 0; i < n * p; ++i) expect(load_element(out, i, t), v(static_cast<int>(i / n), i % n));
       break;
     case Coll::broadcast:
       fill(out, n, t, r, 0);
       call(comm, in, out, n);
-      for (size_t i = 0; i < n; ++i) expect(get(out, i, t), v(0, i));
+      for (size_t i = 0; i < n; ++i) expect(load_element(out, i, t), v(0, i));
       break;
     case Coll::alltoall:
       for (int j = 0; j < p; ++j) fill(in + j * n * es, n, t, r, j);
       call(comm, in, out, n);
       for (int from = 0; from < p; ++from) {
-        for (size_t k = 0; k < n; ++k) expect(get(out, from * n + k, t), v(from, k + r));
+        for (size_t k = 0; k < n; ++k) expect(load_element(out, from * n + k, t), v(from, k + r));
       }
       break;
     default:

@@ -183,12 +183,7 @@ int train_worker(const TrainOptions& o, const data::Dataset& train, const data::
         LOOM_TRACE_SCOPE("backward", "train");
         opt->zero_grad();
         if (dp) {
-          dp->begin_step();
-          if (scaled.defined()) {
-            autodiff::GradReadyHookScope hook([&](const Tensor& leaf) { dp->grad_ready(leaf); });
-            scaled.backward();
-          }
-          dp->finish_step();
+          dp->backward(scaled);
         } else {
           loss.backward();
         }

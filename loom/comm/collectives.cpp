@@ -56,14 +56,7 @@ char* Communicator::work(size_t bytes) {
 void Communicator::execute(const Schedule& s, char* buf, DType t, ReduceOp op, const char* in) {
   const size_t es = dtype_size(t);
   const size_t piece = chunk_bytes_ == 0 ? SIZE_MAX : std::max<size_t>(1, chunk_bytes_ / es);
-  // Scratch for the largest step's reduced receives.
-  size_t need = 0;
-  for (const Step& st : s.steps) {
-    size_t n = 0;
-    for (const Xfer& x : st.recvs) n += x.reduce ? x.count : 0;
-    need = std::max(need, n);
-  }
-  if (scratch_.size() < need * es) scratch_.resize(need * es);
+  if (scratch_.size() < s.scratch_count * es) scratch_.resize(s.scratch_count * es);
   const uint32_t seq = seq_++;
   std::vector<Piece>& recvs = pieces_;  // kept between calls: no allocation per call
   std::vector<Request>& sends = send_reqs_;

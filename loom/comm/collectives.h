@@ -49,7 +49,6 @@ class Communicator {
 
   // Ranks per node, for the hierarchical allreduce (0: unknown, hierarchical unavailable).
   void set_local_size(int n) { local_size_ = n; }
-  int local_size() const { return local_size_; }
   // Messages are cut into pieces of at most this many bytes (default 512 KiB; 0: never).
   void set_chunk_bytes(size_t b) {
     chunk_bytes_ = b;

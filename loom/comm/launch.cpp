@@ -74,6 +74,4 @@ std::unique_ptr<Transport> open_transport(const std::string& kind, int rank, int
   LOOM_THROW("comm: unknown transport '{}' (expected inproc, shm, tcp or mpi)", kind);
 }
 
-bool have_mpi() { return LOOM_HAVE_MPI != 0; }
-
 }  // namespace loom::comm

@@ -21,7 +21,4 @@ void fork_ranks(int ranks, const std::function<void(int rank)>& fn);
 std::unique_ptr<Transport> open_transport(const std::string& kind, int rank, int size, Store* store,
                                           const std::string& host = "127.0.0.1");
 
-// Whether this build has the MPI transport.
-bool have_mpi();
-
 }  // namespace loom::comm

@@ -38,50 +38,47 @@ void Matcher::give_buffer(std::vector<char>&& b) {
   pool_.push_back(std::move(b));
 }
 
-bool Matcher::begin_posted(int peer, uint32_t tag, size_t bytes, Incoming* in) {
-  {
-    std::lock_guard g(mu_);
-    bool found = false;
-    for (const Posted& x : peers_[peer].posted) {
-      if (x.tag == tag) {
-        found = true;
-        break;
-      }
+// Matches an arriving message against the peer's posted receives (mu_ held); with
+// `buffer_early`, a message nobody has posted for gets a buffer of its own.
+bool Matcher::match(Peer& p, uint32_t tag, size_t bytes, bool buffer_early, Incoming* in) {
+  for (auto it = p.posted.begin(); it != p.posted.end(); ++it) {
+    if (it->tag != tag) continue;
+    in->req = it->req;
+    if (it->bytes == bytes) {
+      in->dst = static_cast<char*>(it->data);
+      in->red = it->red;
+    } else {
+      in->mismatch = size_mismatch(bytes, it->bytes);
+      in->discard = std::make_unique<std::vector<char>>(bytes);
+      in->dst = in->discard->data();
     }
-    // An early message with this tag is older than any new one: it must be matched first.
-    for (const auto& u : peers_[peer].unexpected) {
-      if (u->tag == tag) found = false;
-    }
-    if (!found) return false;
+    p.posted.erase(it);
+    return true;
   }
-  *in = begin_message(peer, tag, bytes);
+  if (!buffer_early) return false;
+  auto u = std::make_unique<Unexpected>();
+  u->tag = tag;
+  u->data = take_buffer(bytes);
+  in->u = u.get();
+  in->dst = u->data.data();
+  p.unexpected.push_back(std::move(u));
   return true;
+}
+
+bool Matcher::begin_posted(int peer, uint32_t tag, size_t bytes, Incoming* in) {
+  std::lock_guard g(mu_);
+  Peer& p = peers_[peer];
+  // An early message with this tag is older than any new one: it must be matched first.
+  for (const auto& u : p.unexpected) {
+    if (u->tag == tag) return false;
+  }
+  return match(p, tag, bytes, false, in);
 }
 
 Matcher::Incoming Matcher::begin_message(int peer, uint32_t tag, size_t bytes) {
   Incoming in;
   std::lock_guard g(mu_);
-  Peer& p = peers_[peer];
-  for (auto it = p.posted.begin(); it != p.posted.end(); ++it) {
-    if (it->tag != tag) continue;
-    in.req = it->req;
-    if (it->bytes == bytes) {
-      in.dst = static_cast<char*>(it->data);
-      in.red = it->red;
-    } else {
-      in.mismatch = size_mismatch(bytes, it->bytes);
-      in.discard = std::make_unique<std::vector<char>>(bytes);
-      in.dst = in.discard->data();
-    }
-    p.posted.erase(it);
-    return in;
-  }
-  auto u = std::make_unique<Unexpected>();
-  u->tag = tag;
-  u->data = take_buffer(bytes);
-  in.u = u.get();
-  in.dst = u->data.data();
-  p.unexpected.push_back(std::move(u));
+  match(peers_[peer], tag, bytes, true, &in);
   return in;
 }
 
@@ -150,13 +147,6 @@ void Matcher::fail_peer(int peer, const std::string& why) {
   for (auto& u : p.unexpected) {
     if (u->req && !u->complete) u->req->fail(why);
   }
-}
-
-bool Matcher::peer_failed(int peer, std::string* why) {
-  std::lock_guard g(mu_);
-  if (peers_[peer].failed.empty()) return false;
-  if (why) *why = peers_[peer].failed;
-  return true;
 }
 
 }  // namespace loom::comm::detail

@@ -54,7 +54,6 @@ class Matcher {
   void post_recv(int peer, uint32_t tag, void* data, size_t bytes, const Request& req, Reduction red = {});
   // Fails every pending receive from peer and every later one.
   void fail_peer(int peer, const std::string& why);
-  bool peer_failed(int peer, std::string* why);
 
  private:
   struct Posted {
@@ -71,8 +70,9 @@ class Matcher {
   };
   // Buffers of consumed early messages, reused so that steady-state traffic does not page-fault
   // fresh memory (~12 us per 4 KiB page on this VM). At most kPoolBytes are kept.
-  std::vector<char> take_buffer(size_t bytes);  // mu_ held
-  void give_buffer(std::vector<char>&& b);      // mu_ held
+  bool match(Peer& p, uint32_t tag, size_t bytes, bool buffer_early, Incoming* in);  // mu_ held
+  std::vector<char> take_buffer(size_t bytes);                                       // mu_ held
+  void give_buffer(std::vector<char>&& b);                                           // mu_ held
   static constexpr size_t kPoolBytes = size_t{512} << 20;
   std::vector<std::vector<char>> pool_;
   size_t pool_bytes_ = 0;

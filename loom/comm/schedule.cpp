@@ -507,6 +507,9 @@ Schedule make_schedule(const CollSpec& c) {
   }
   for (Step& st : s.steps) {
     for (Xfer& x : st.recvs) x.reduce = x.reduce || st.reduce;
+    size_t reduced = 0;
+    for (const Xfer& x : st.recvs) reduced += x.reduce ? x.count : 0;
+    s.scratch_count = std::max(s.scratch_count, reduced);
     for (const Xfer& x : st.recvs) {
       if (!x.reduce) continue;
       for (const Xfer& y : st.sends) {

@@ -69,6 +69,9 @@ struct Schedule {
   // Slices of the buffer move through the steps one behind the other, so a step's reduction
   // overlaps its transfers (the cost model charges max(transfer, reduce) per step).
   bool pipelined = false;
+  // Elements of the largest step's reduced receives: the scratch a runtime that stages them
+  // needs (set by make_schedule).
+  size_t scratch_count = 0;
 };
 
 struct CollSpec {

@@ -62,7 +62,7 @@ void DataParallel::broadcast(const std::vector<Tensor>& tensors, int root) {
 
 void DataParallel::backward(const Tensor& loss) {
   begin_step();
-  {
+  if (loss.defined()) {
     autodiff::GradReadyHookScope hook([this](const Tensor& leaf) { grad_ready(leaf); });
     loss.backward();
   }

@@ -72,7 +72,8 @@ class DataParallel {
   void broadcast(const std::vector<Tensor>& tensors, int root = 0);
 
   // loss.backward() with gradients averaged across ranks when it returns. Parameters the
-  // loss does not reach get zero gradients (every rank must still take part).
+  // loss does not reach get zero gradients (every rank must still take part); an undefined
+  // loss (a rank with no samples this step) contributes zeros.
   void backward(const Tensor& loss);
   // The same in two halves, for callers that run backward themselves: begin_step() before
   // backward (on the thread that runs it, inside the returned hook's lifetime), finish_step()
