@@ -3,7 +3,9 @@
 #include <cstring>
 #include <vector>
 
+#include "loom/base/cpu.h"
 #include "loom/base/thread_pool.h"
+#include "loom/tensor/kernels/cpu/conv_direct.h"
 #include "loom/tensor/kernels/cpu/gemm.h"
 
 namespace loom::cpu {
@@ -155,6 +157,18 @@ void col2im(const T* col, const Geom& g, const Conv2dParams& p, T* x, int64_t ld
       }
 }
 
+// The implicit-GEMM kernels (f32, AVX-512) take the place of im2col + GEMM when present.
+// Their vectors run over the produced channels (16 per register), so a pass producing
+// fewer than 8 channels per group (a 1-channel layer's input gradient) stays on im2col.
+bool use_direct(DType dtype, int64_t channels_out) {
+  return dtype == DType::kF32 && channels_out >= 8 && active_isa() >= Isa::kAvx512;
+}
+
+detail::ConvDims dims(const Geom& g, const Conv2dParams& p) {
+  return {g.N, g.C, g.H, g.W, g.O, g.KH, g.KW, g.OH, g.OW, g.G,
+          p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w};
+}
+
 // C[M,N] = op(A) * op(B) + beta * C, with op = transpose when ta/tb.
 template <typename T>
 void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
@@ -221,6 +235,9 @@ void forward_impl(const Tensor& x, const Tensor& w, const Conv2dParams& p, Tenso
   const T* px = x.data<T>();
   const T* pw = w.data<T>();
   T* py = y.data<T>();
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_direct(x.dtype(), g.Og)) return detail::conv_direct_forward_avx512(dims(g, p), px, pw, py);
+  }
   Chunking ch = chunking(g);
   for_each_chunk(g, ch, [&](int64_t n0, int64_t n1, bool par) {
     const int64_t nb = n1 - n0, cols = nb * g.L;
@@ -253,6 +270,9 @@ void backward_input_impl(const Tensor& gy, const Tensor& w, const Conv2dParams& 
   const T* pg = gy.data<T>();
   const T* pw = w.data<T>();
   T* px = gx.data<T>();
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_direct(gy.dtype(), g.Cg) && detail::conv_direct_backward_input_avx512(dims(g, p), pg, pw, px)) return;
+  }
   Chunking ch = chunking(g);
   for_each_chunk(g, ch, [&](int64_t n0, int64_t n1, bool par) {
     const int64_t nb = n1 - n0, cols = nb * g.L;
@@ -277,6 +297,9 @@ void backward_weight_impl(const Tensor& x, const Tensor& gy, const Conv2dParams&
   const T* px = x.data<T>();
   const T* pg = gy.data<T>();
   T* pw = gw.data<T>();
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_direct(x.dtype(), g.Og)) return detail::conv_direct_backward_weight_avx512(dims(g, p), px, pg, pw);
+  }
   const int64_t wsize = g.O * g.CKK;
   Chunking ch = chunking(g);
   // With few rows of patches (CKK < one register tile of columns), computing dW^T keeps

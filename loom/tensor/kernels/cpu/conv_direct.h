@@ -1,0 +1,38 @@
+// Implicit-GEMM convolution for f32 on AVX-512 (conv_direct_avx512.cpp), used by conv.cpp
+// in place of im2col + GEMM when the CPU has AVX-512.
+//
+// The GEMM is the same one im2col lowers to -- out[o, pixel] = sum_tap W[o, tap] *
+// x[tap, pixel] -- but the column matrix is never built: the micro-kernel reads each
+// element of it straight from a zero-padded copy of the image, where (tap, pixel) is the
+// address  pixel_base + tap_offset  (pixel_base = oh*sh*Wp + ow*sw, tap_offset =
+// c*Hp*Wp + kh*dh*Wp + kw*dw). Output channels are the vector dimension (16 per zmm),
+// so every lane does useful work whatever the feature-map width; pixels (forward) or taps
+// (weight gradient) are broadcast from the image. One register-tile kernel computes
+//   acc[j][v] += vec[r][16v .. 16v+15] * x[base[j] + off[r]]
+// for both passes: forward has j = pixel, r = tap, vec = packed weights; the weight
+// gradient has j = tap, r = pixel, vec = the transposed output gradient. Backward-data at
+// unit stride is a forward convolution of the padded output gradient with the flipped,
+// transposed kernel.
+#pragma once
+
+#include <cstdint>
+
+namespace loom::cpu::detail {
+
+struct ConvDims {
+  int64_t N, C, H, W;        // input
+  int64_t O, KH, KW;         // weights [O, C/G, KH, KW]
+  int64_t OH, OW;            // output
+  int64_t G;                 // groups
+  int64_t sh, sw, ph, pw, dh, dw;
+};
+
+// y [N, O, OH, OW] = conv(x [N, C, H, W], w). Only call when the CPU has AVX-512.
+void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y);
+// gw [O, C/G, KH, KW] = sum over the batch of gy (*) x.
+void conv_direct_backward_weight_avx512(const ConvDims& d, const float* x, const float* gy, float* gw);
+// gx [N, C, H, W] from gy [N, O, OH, OW]; requires unit stride and (KH-1)*dh >= ph,
+// (KW-1)*dw >= pw (returns false otherwise, touching nothing).
+bool conv_direct_backward_input_avx512(const ConvDims& d, const float* gy, const float* w, float* gx);
+
+}  // namespace loom::cpu::detail

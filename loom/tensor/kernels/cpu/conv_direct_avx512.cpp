@@ -1,0 +1,272 @@
+// Implicit-GEMM convolution on AVX-512 (see conv_direct.h for the formulation). Compiled
+// with -mavx512f and friends; conv.cpp calls it only when the CPU reports AVX-512.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "loom/base/thread_pool.h"
+#include "loom/tensor/kernels/cpu/conv_direct.h"
+
+namespace loom::cpu::detail {
+namespace {
+
+// GCC 12's AVX-512 headers seed shuffles with _mm512_undefined_ps(), which -Wuninitialized
+// reports at every inlined use (GCC bug 105593); the values are never read.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// The register tile: acc[j][v] (+)= sum_r vec[r * vs + 16 v ..] * x[base[j] + off[r]],
+// written to out[j * ldo + 16 v ..]. NJ * NV zmm accumulators; per r: NV vector loads and
+// NJ broadcasts for NJ * NV FMAs.
+using TileFn = void (*)(int64_t R, const float* vec, int64_t vs, const float* x, const int64_t* base,
+                        const int64_t* off, float* out, int64_t ldo, bool accumulate);
+
+template <int NV, int NJ>
+void tile(int64_t R, const float* vec, int64_t vs, const float* x, const int64_t* base, const int64_t* off,
+          float* out, int64_t ldo, bool accumulate) {
+  __m512 acc[NJ][NV];
+  const float* xp[NJ];
+  for (int j = 0; j < NJ; ++j) {
+    xp[j] = x + base[j];
+    for (int v = 0; v < NV; ++v) acc[j][v] = accumulate ? _mm512_loadu_ps(out + j * ldo + 16 * v) : _mm512_setzero_ps();
+  }
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t o = off[r];
+    const float* vr = vec + r * vs;
+    __m512 w[NV];
+    for (int v = 0; v < NV; ++v) w[v] = _mm512_loadu_ps(vr + 16 * v);
+    for (int j = 0; j < NJ; ++j) {
+      const __m512 b = _mm512_set1_ps(xp[j][o]);
+      for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(w[v], b, acc[j][v]);
+    }
+  }
+  for (int j = 0; j < NJ; ++j)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + j * ldo + 16 * v, acc[j][v]);
+}
+
+constexpr int kMaxJ = 8;
+// Largest tile width per vector count: NV * NJ <= 24 accumulators, NJ pointers in registers.
+constexpr int kTileJ[5] = {0, 8, 8, 8, 6};
+
+template <int NV, int... J>
+constexpr std::array<TileFn, kMaxJ> row_of(std::integer_sequence<int, J...>) {
+  return {&tile<NV, J + 1>...};
+}
+const std::array<std::array<TileFn, kMaxJ>, 4> kTiles = {
+    row_of<1>(std::make_integer_sequence<int, kMaxJ>{}), row_of<2>(std::make_integer_sequence<int, kMaxJ>{}),
+    row_of<3>(std::make_integer_sequence<int, kMaxJ>{}), row_of<4>(std::make_integer_sequence<int, kMaxJ>{})};
+
+// Runs the tile kernel over items [0, n) of `base`, in the fewest tiles of at most
+// kTileJ[NV] items, sized evenly (13 items -> 7 + 6, not 8 + 5).
+void tiles_over(int NV, int64_t n, int64_t R, const float* vec, int64_t vs, const float* x, const int64_t* base,
+                const int64_t* off, float* out, int64_t ldo, bool accumulate) {
+  const int64_t tiles = (n + kTileJ[NV] - 1) / kTileJ[NV];
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t j0 = n * t / tiles, j1 = n * (t + 1) / tiles;
+    kTiles[NV - 1][j1 - j0 - 1](R, vec, vs, x, base + j0, off, out + j0 * ldo, ldo, accumulate);
+  }
+}
+
+// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols, by 16 x 16 register
+// transposes. With full_rows, each destination row is written 16 lanes wide (zeros past
+// `rows`): used to fill a zero-padded vector layout.
+void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd,
+               bool full_rows = false) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    const int64_t nr = std::min<int64_t>(16, rows - r0);
+    const __mmask16 rmask = full_rows ? 0xFFFF : static_cast<__mmask16>((1u << nr) - 1);
+    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+      const int64_t nc = std::min<int64_t>(16, cols - c0);
+      const __mmask16 cmask = static_cast<__mmask16>((1u << nc) - 1);
+      __m512 s[16], t[16];
+      for (int i = 0; i < 16; ++i)
+        s[i] = i < nr ? _mm512_maskz_loadu_ps(cmask, src + (r0 + i) * lds + c0) : _mm512_setzero_ps();
+      // 32-bit then 64-bit interleaves: s[4q + m] holds column 4k + m of rows 4q..4q+3 in
+      // 128-bit lane k.
+      for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(s[i], s[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(s[i], s[i + 1]);
+      }
+      for (int q = 0; q < 4; ++q) {
+        const __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
+        s[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        s[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        s[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        s[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+      }
+      // 128-bit lane shuffles gather the four row groups of each column.
+      for (int m = 0; m < 4; ++m) {
+        const __m512 u0 = _mm512_shuffle_f32x4(s[m], s[4 + m], 0x88), u4 = _mm512_shuffle_f32x4(s[m], s[4 + m], 0xdd);
+        const __m512 u8 = _mm512_shuffle_f32x4(s[8 + m], s[12 + m], 0x88),
+                     u12 = _mm512_shuffle_f32x4(s[8 + m], s[12 + m], 0xdd);
+        t[m] = _mm512_shuffle_f32x4(u0, u8, 0x88);
+        t[8 + m] = _mm512_shuffle_f32x4(u0, u8, 0xdd);
+        t[4 + m] = _mm512_shuffle_f32x4(u4, u12, 0x88);
+        t[12 + m] = _mm512_shuffle_f32x4(u4, u12, 0xdd);
+      }
+      for (int c = 0; c < nc; ++c) _mm512_mask_storeu_ps(dst + (c0 + c) * ldd + r0, rmask, t[c]);
+    }
+  }
+}
+
+#pragma GCC diagnostic pop
+
+template <typename T>
+T* scratch(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// Shapes shared by both passes: padded planes, tap offsets and pixel bases.
+struct Plan {
+  int64_t Cg, Og, Opad, CKK, L, Hp, Wp, plane;
+  bool pad;
+  std::vector<int64_t> taps, pix;
+
+  explicit Plan(const ConvDims& d) {
+    Cg = d.C / d.G, Og = d.O / d.G, Opad = (Og + 15) / 16 * 16;
+    CKK = Cg * d.KH * d.KW, L = d.OH * d.OW;
+    pad = d.ph > 0 || d.pw > 0;
+    Hp = d.H + 2 * d.ph, Wp = d.W + 2 * d.pw, plane = Hp * Wp;
+    taps.resize(static_cast<size_t>(CKK));
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t kh = 0; kh < d.KH; ++kh)
+        for (int64_t kw = 0; kw < d.KW; ++kw)
+          taps[static_cast<size_t>((c * d.KH + kh) * d.KW + kw)] = c * plane + kh * d.dh * Wp + kw * d.dw;
+    pix.resize(static_cast<size_t>(L));
+    for (int64_t oh = 0; oh < d.OH; ++oh)
+      for (int64_t ow = 0; ow < d.OW; ++ow) pix[static_cast<size_t>(oh * d.OW + ow)] = oh * d.sh * Wp + ow * d.sw;
+  }
+
+  // The Cg planes of group gi of image n, zero-padded into buf (or in place when unpadded).
+  const float* image(const ConvDims& d, const float* x, int64_t n, int64_t gi, std::vector<float>& buf) const {
+    const float* src = x + (n * d.C + gi * Cg) * d.H * d.W;
+    if (!pad) return src;
+    float* p = scratch(buf, static_cast<size_t>(Cg * plane));
+    std::memset(p, 0, sizeof(float) * static_cast<size_t>(Cg * plane));
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t h = 0; h < d.H; ++h)
+        std::memcpy(p + c * plane + (h + d.ph) * Wp + d.pw, src + (c * d.H + h) * d.W, sizeof(float) * d.W);
+    return p;
+  }
+};
+
+// Splits the N * L output pixels into `parts` contiguous ranges and calls
+// fn(part, n, l0, l1) for each image piece of each part; parts run in parallel.
+template <typename F>
+void for_pixel_ranges(int64_t N, int64_t L, int64_t parts, F fn) {
+  const int64_t total = N * L;
+  parallel_for(0, parts, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t p = lo; p < hi; ++p) {
+      const int64_t a = total * p / parts, b = total * (p + 1) / parts;
+      for (int64_t n = a / std::max<int64_t>(L, 1); n * L < b; ++n) {
+        const int64_t l0 = std::max(a, n * L) - n * L, l1 = std::min(b, (n + 1) * L) - n * L;
+        if (l0 < l1) fn(p, n, l0, l1);
+      }
+    }
+  });
+}
+
+// Taps per block so that a block of packed weights (taps x 64 channels) stays in L1.
+constexpr int64_t kTapBlock = 96;
+// Pixels per block of the weight gradient's reduction (a 16 KiB slice of gy^T).
+constexpr int64_t kPixBlock = 64;
+
+}  // namespace
+
+void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y) {
+  const Plan pl(d);
+  if (pl.L == 0 || d.N == 0) return;
+  // wt[gi][tap][o], o zero-padded to a multiple of 16.
+  thread_local std::vector<float> wt_buf;
+  float* wt = scratch(wt_buf, static_cast<size_t>(d.G * pl.CKK * pl.Opad));
+  for (int64_t gi = 0; gi < d.G; ++gi)
+    for (int64_t t = 0; t < pl.CKK; ++t) {
+      float* row = wt + (gi * pl.CKK + t) * pl.Opad;
+      for (int64_t o = 0; o < pl.Opad; ++o) row[o] = o < pl.Og ? w[(gi * pl.Og + o) * pl.CKK + t] : 0.0f;
+    }
+  for_pixel_ranges(d.N, pl.L, num_threads(), [&](int64_t, int64_t n, int64_t l0, int64_t l1) {
+    thread_local std::vector<float> xbuf, ybuf;
+    const int64_t np = l1 - l0;
+    float* yt = scratch(ybuf, static_cast<size_t>(np * pl.Opad));  // yT[pixel][o]
+    for (int64_t gi = 0; gi < d.G; ++gi) {
+      const float* xi = pl.image(d, x, n, gi, xbuf);
+      const float* wg = wt + gi * pl.CKK * pl.Opad;
+      for (int64_t ob = 0; ob < pl.Opad; ob += 64) {
+        const int nv = static_cast<int>(std::min<int64_t>(4, (pl.Opad - ob) / 16));
+        for (int64_t t0 = 0; t0 < pl.CKK; t0 += kTapBlock) {
+          const int64_t t1 = std::min(pl.CKK, t0 + kTapBlock);
+          tiles_over(nv, np, t1 - t0, wg + t0 * pl.Opad + ob, pl.Opad, xi, pl.pix.data() + l0, pl.taps.data() + t0,
+                     yt + ob, pl.Opad, t0 > 0);
+        }
+      }
+      transpose(yt, pl.Opad, np, pl.Og, y + (n * d.O + gi * pl.Og) * pl.L + l0, pl.L);
+    }
+  });
+}
+
+void conv_direct_backward_weight_avx512(const ConvDims& d, const float* x, const float* gy, float* gw) {
+  const Plan pl(d);
+  const int64_t parts = num_threads();
+  const int64_t part_size = d.G * pl.CKK * pl.Opad;
+  // One partial gW^T [gi][tap][o] per part, summed in part order: the result depends on
+  // the thread count only, not on scheduling.
+  thread_local std::vector<float> part_buf;
+  float* parts_ptr = scratch(part_buf, static_cast<size_t>(parts * part_size));
+  std::memset(parts_ptr, 0, sizeof(float) * static_cast<size_t>(parts * part_size));
+  if (pl.L > 0 && d.N > 0) {
+    for_pixel_ranges(d.N, pl.L, parts, [&](int64_t p, int64_t n, int64_t l0, int64_t l1) {
+      thread_local std::vector<float> xbuf, gbuf;
+      const int64_t np = l1 - l0;
+      float* gyt = scratch(gbuf, static_cast<size_t>(np * pl.Opad));  // gy^T[pixel][o], zero past Og
+      for (int64_t gi = 0; gi < d.G; ++gi) {
+        const float* xi = pl.image(d, x, n, gi, xbuf);
+        transpose(gy + (n * d.O + gi * pl.Og) * pl.L + l0, pl.L, pl.Og, np, gyt, pl.Opad, /*full_rows=*/true);
+        float* acc = parts_ptr + p * part_size + gi * pl.CKK * pl.Opad;
+        for (int64_t r0 = 0; r0 < np; r0 += kPixBlock) {
+          const int64_t r1 = std::min(np, r0 + kPixBlock);
+          for (int64_t ob = 0; ob < pl.Opad; ob += 64) {
+            const int nv = static_cast<int>(std::min<int64_t>(4, (pl.Opad - ob) / 16));
+            tiles_over(nv, pl.CKK, r1 - r0, gyt + r0 * pl.Opad + ob, pl.Opad, xi, pl.taps.data(),
+                       pl.pix.data() + l0 + r0, acc + ob, pl.Opad, true);
+          }
+        }
+      }
+    });
+  }
+  for (int64_t p = 1; p < parts; ++p) {
+    const float* src = parts_ptr + p * part_size;
+    for (int64_t i = 0; i < part_size; ++i) parts_ptr[i] += src[i];
+  }
+  for (int64_t gi = 0; gi < d.G; ++gi)
+    transpose(parts_ptr + gi * pl.CKK * pl.Opad, pl.Opad, pl.CKK, pl.Og, gw + gi * pl.Og * pl.CKK, pl.CKK);
+}
+
+bool conv_direct_backward_input_avx512(const ConvDims& d, const float* gy, const float* w, float* gx) {
+  const int64_t eh = (d.KH - 1) * d.dh, ew = (d.KW - 1) * d.dw;
+  if (d.sh != 1 || d.sw != 1 || eh < d.ph || ew < d.pw) return false;
+  // gx = conv(gy padded by (K-1)*dil - pad, w'), w'[c][o][kh][kw] = w[o][c][KH-1-kh][KW-1-kw]
+  // within each group: a stride-1 forward convolution from O to C channels.
+  const int64_t Cg = d.C / d.G, Og = d.O / d.G, KK = d.KH * d.KW;
+  thread_local std::vector<float> wf_buf;
+  float* wf = scratch(wf_buf, static_cast<size_t>(d.C * Og * KK));
+  for (int64_t gi = 0; gi < d.G; ++gi)
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t o = 0; o < Og; ++o)
+        for (int64_t k = 0; k < KK; ++k)
+          wf[((gi * Cg + c) * Og + o) * KK + k] = w[((gi * Og + o) * Cg + c) * KK + (KK - 1 - k)];
+  ConvDims t = d;
+  t.C = d.O, t.H = d.OH, t.W = d.OW;
+  t.O = d.C, t.OH = d.H, t.OW = d.W;
+  t.ph = eh - d.ph, t.pw = ew - d.pw;
+  conv_direct_forward_avx512(t, gy, wf, gx);
+  return true;
+}
+
+}  // namespace loom::cpu::detail
