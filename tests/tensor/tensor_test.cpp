@@ -94,6 +94,13 @@ TEST(Tensor, ReductionsOverAnyAxes) {
   EXPECT_EQ(argmax(x, 1).to_vector<int64_t>(), std::vector<int64_t>(8, 2));
   EXPECT_EQ(sum(Tensor::zeros({0, 3}), {0}).to_vector<float>(), (std::vector<float>{0, 0, 0}));
   EXPECT_EQ(sum(Tensor::ones({5}, DType::kI64)).item<int64_t>(), 5);
+  // Leading and trailing axes together (a bias gradient) equal one axis at a time.
+  Tensor y = Tensor::randn({3, 4, 5, 6}, DType::kF64);
+  EXPECT_TRUE(testing::all_close(sum(y, {0, 2, 3}), sum(sum(sum(y, {3}), {2}), {0}), 1e-12, 1e-12));
+  EXPECT_TRUE(testing::all_close(sum(y, {0, 1, 3}, true), sum(sum(sum(y, {3}, true), {1}, true), {0}, true), 1e-12, 1e-12));
+  EXPECT_TRUE(testing::all_close(amax(y, {0, 3}), amax(amax(y, {3}), {0}), 0, 0));
+  EXPECT_TRUE(testing::all_close(amin(y, {0, 3}), amin(amin(y, {3}), {0}), 0, 0));
+  EXPECT_EQ(sum(Tensor::ones({2, 3, 4}, DType::kI32), {0, 2}).to_vector<int32_t>(), (std::vector<int32_t>{8, 8, 8}));
 }
 
 TEST(Allocator, ReusesFreedBlocksWithoutNewSystemAllocations) {

@@ -147,9 +147,37 @@ Tensor to_block(const Tensor& x, const std::vector<int64_t>& axes, Block& block)
   return p;
 }
 
+// Reduced axes = a leading block and a trailing block around kept ones (a bias gradient:
+// NCHW summed over N, H, W): out[k] = combine over a of reduce_row(x[a, k, :]), with no
+// permuting copy. `axes` is sorted; false when the pattern does not apply.
+bool reduce_outer_and_inner(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, Tensor& out) {
+  const int64_t nd = x.dim();
+  if (axes.empty() || axes.front() != 0 || axes.back() != nd - 1 || !x.is_contiguous()) return false;
+  size_t lead = 1;
+  while (lead < axes.size() && axes[lead] == axes[lead - 1] + 1) ++lead;
+  if (lead == axes.size()) return false;  // one block: the general path handles it
+  for (size_t i = lead + 1; i < axes.size(); ++i)
+    if (axes[i] != axes[i - 1] + 1) return false;
+  const Block b = split_at(x.shape(), axes[lead - 1] + 1, axes[lead] - 1);  // outer = A, reduced = kept, inner = C
+  LOOM_DISPATCH_NUMERIC(x.dtype(), "reduce", [&] {
+    const scalar_t* px = x.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    const int64_t A = b.outer, K = b.reduced, C = b.inner;
+    parallel_for(0, K, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(A * C, 1)), [&](int64_t lo, int64_t hi) {
+      for (int64_t k = lo; k < hi; ++k) {
+        scalar_t acc = identity<scalar_t>(op);
+        for (int64_t a = 0; a < A; ++a) acc = combine(op, acc, reduce_row(op, px + (a * K + k) * C, C));
+        po[k] = acc;
+      }
+    });
+  });
+  return true;
+}
+
 }  // namespace
 
 void reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, Tensor& out) {
+  if (x.dtype() != DType::kBool && reduce_outer_and_inner(op, x, axes, out)) return;
   Block b;
   Tensor xc = to_block(x, axes, b);
   LOOM_DISPATCH_NUMERIC(x.dtype(), "reduce", [&] {
