@@ -17,11 +17,13 @@ namespace loom::cpu {
 
 namespace avx512 {
 void unary_f32(UnaryOp op, const float* x, float* y, int64_t n);
+void compare_f32(CompareOp op, const float* a, int64_t sa, const float* b, int64_t sb, bool* y, int64_t n);
 void binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
 void where_f32(const bool* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
 }  // namespace avx512
 namespace generic {
 void unary_f32(UnaryOp op, const float* x, float* y, int64_t n);
+void compare_f32(CompareOp op, const float* a, int64_t sa, const float* b, int64_t sb, bool* y, int64_t n);
 void binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
 void where_f32(const bool* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
 }  // namespace generic
@@ -217,6 +219,21 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
 }
 
 void compare(CompareOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  if (a.dtype() == DType::kF32 && b.dtype() == DType::kF32 && a.is_contiguous() && b.is_contiguous() &&
+      out.is_contiguous()) {
+    const bool a_full = a.shape() == out.shape(), b_full = b.shape() == out.shape();
+    if ((a_full || a.numel() == 1) && (b_full || b.numel() == 1)) {
+      const int64_t sa = a_full ? 1 : 0, sb = b_full ? 1 : 0;
+      const float *pa = a.data<float>(), *pb = b.data<float>();
+      bool* po = out.data<bool>();
+      const bool wide = active_isa() == Isa::kAvx512;
+      parallel_for(0, out.numel(), kParallelGrain, [&](int64_t lo, int64_t hi) {
+        auto* f = wide ? avx512::compare_f32 : generic::compare_f32;
+        f(op, pa + lo * sa, sa, pb + lo * sb, sb, po + lo, hi - lo);
+      });
+      return;
+    }
+  }
   LOOM_DISPATCH_ALL(a.dtype(), "compare", [&] {
     switch (op) {
       case CompareOp::kEq: binary_loop<scalar_t, bool>(a, b, out, [](scalar_t x, scalar_t y) { return x == y; }); break;

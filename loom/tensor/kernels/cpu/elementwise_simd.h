@@ -88,6 +88,43 @@ void binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t
   }
 }
 
+// y[i] = a[i*sa] OP b[i*sb] as bytes 0/1 (relu's backward mask x > 0 among others).
+template <CompareOp C, int SA, int SB>
+void compare_loop(const float* __restrict a, const float* __restrict b, bool* __restrict y, int64_t n) {
+  auto* out = reinterpret_cast<uint8_t*>(y);
+  for (int64_t i = 0; i < n; ++i) {
+    const float u = a[i * SA], v = b[i * SB];
+    bool r;
+    if constexpr (C == CompareOp::kEq) r = u == v;
+    else if constexpr (C == CompareOp::kNe) r = u != v;
+    else if constexpr (C == CompareOp::kLt) r = u < v;
+    else if constexpr (C == CompareOp::kLe) r = u <= v;
+    else if constexpr (C == CompareOp::kGt) r = u > v;
+    else r = u >= v;
+    out[i] = static_cast<uint8_t>(r);
+  }
+}
+
+template <CompareOp C>
+void compare_dispatch(const float* a, int64_t sa, const float* b, int64_t sb, bool* y, int64_t n) {
+  if (sa == 1 && sb == 1) return compare_loop<C, 1, 1>(a, b, y, n);
+  if (sa == 1 && sb == 0) return compare_loop<C, 1, 0>(a, b, y, n);
+  if (sa == 0 && sb == 1) return compare_loop<C, 0, 1>(a, b, y, n);
+  return compare_loop<C, 0, 0>(a, b, y, n);
+}
+
+// Strides sa, sb are 0 or 1.
+void compare_f32(CompareOp op, const float* a, int64_t sa, const float* b, int64_t sb, bool* y, int64_t n) {
+  switch (op) {
+    case CompareOp::kEq: return compare_dispatch<CompareOp::kEq>(a, sa, b, sb, y, n);
+    case CompareOp::kNe: return compare_dispatch<CompareOp::kNe>(a, sa, b, sb, y, n);
+    case CompareOp::kLt: return compare_dispatch<CompareOp::kLt>(a, sa, b, sb, y, n);
+    case CompareOp::kLe: return compare_dispatch<CompareOp::kLe>(a, sa, b, sb, y, n);
+    case CompareOp::kGt: return compare_dispatch<CompareOp::kGt>(a, sa, b, sb, y, n);
+    case CompareOp::kGe: return compare_dispatch<CompareOp::kGe>(a, sa, b, sb, y, n);
+  }
+}
+
 // y[i] = c[i*sc] ? a[i*sa] : b[i*sb], strides 0 or 1. A bitwise select: relu's backward mask
 // is random, so a branch would mispredict half the time; this form vectorizes (bytes widened
 // to lane masks).

@@ -39,7 +39,7 @@ void argmax(const Tensor& x, int64_t axis, Tensor& out);
 void softmax(const Tensor& x, int64_t axis, bool log, Tensor& out);
 
 // torch.gather / scatter_add semantics along axis; idx is i64 with out's shape (gather)
-// or src's shape (scatter_add, which adds into a zero-initialised out).
+// or src's shape (scatter_add, which overwrites out with zeros plus the scattered sums).
 void gather(const Tensor& x, int64_t axis, const Tensor& idx, Tensor& out);
 void scatter_add(const Tensor& src, int64_t axis, const Tensor& idx, Tensor& out);
 // index_select along axis with a 1-D i64 index, and its adjoint (adds rows into out,

@@ -276,11 +276,15 @@ void scatter_add(const Tensor& src, int64_t axis, const Tensor& idx, Tensor& out
   Block bo = split_at(out.shape(), axis, axis);
   Block bi = split_at(ic.shape(), axis, axis);
   const int64_t* pi = ic.data<int64_t>();
+  const int64_t row = bo.reduced * bo.inner;  // out elements per outer index
   LOOM_DISPATCH_NUMERIC(out.dtype(), "scatter_add", [&] {
     const scalar_t* ps = sc.data<scalar_t>();
     scalar_t* po = out.data<scalar_t>();
-    // Parallel over outer only: different r may hit the same output row.
-    parallel_for(0, bi.outer, std::max<int64_t>(1, 4096 / (bi.inner * bi.reduced)), [&](int64_t lo, int64_t hi) {
+    // Parallel over outer only: different r may hit the same output row. Each outer block
+    // of out is zeroed just before its scatter, while it is in cache (one pass, not two).
+    const int64_t work = std::max<int64_t>(1, std::max(bi.inner * bi.reduced, row));
+    parallel_for(0, bo.outer, std::max<int64_t>(1, 4096 / work), [&](int64_t lo, int64_t hi) {
+      std::memset(static_cast<void*>(po + lo * row), 0, sizeof(scalar_t) * static_cast<size_t>((hi - lo) * row));
       if (bi.inner == 1) {
         // Scatter along the last axis (max-pool's backward, embedding rows): one flat loop per
         // outer row, no inner-loop bookkeeping.
