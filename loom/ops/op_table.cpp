@@ -281,14 +281,21 @@ Shape conv_out_shape(const Shape& xs, const Shape& ws, const cpu::Conv2dParams& 
           cpu::conv_out_size(xs[3], ws[3], p.stride_w, p.pad_w, p.dilation_w, op)};
 }
 
+// Inputs x, w and an optional bias [O], added inside the kernel (no separate pass).
 TensorMeta conv2d_shape(const Inputs& in, const Attrs& at) {
+  LOOM_CHECK(in.size() == 2 || in.size() == 3, "conv2d: expected 2 or 3 inputs (x, w[, bias]), got {}", in.size());
   require_float(in[0], "conv2d");
   require_same_dtype(in, "conv2d");
-  return {conv_out_shape(in[0].shape(), in[1].shape(), conv_params(at), "conv2d"), in[0].dtype()};
+  Shape out = conv_out_shape(in[0].shape(), in[1].shape(), conv_params(at), "conv2d");
+  if (in.size() == 3)
+    LOOM_CHECK(in[2].dim() == 1 && in[2].shape()[0] == in[1].shape()[0], "conv2d: bias {} must be [{}]",
+               shape_str(in[2].shape()), in[1].shape()[0]);
+  return {out, in[0].dtype()};
 }
 Outputs conv2d_forward(const Inputs& in, const Attrs& at, const TensorMeta& m) {
   Tensor out = alloc(m);
-  cpu::conv2d_forward(in[0].contiguous(), in[1].contiguous(), conv_params(at), out);
+  cpu::conv2d_forward(in[0].contiguous(), in[1].contiguous(), conv_params(at), out,
+                      in.size() == 3 ? in[2].contiguous() : Tensor());
   return {out};
 }
 
@@ -630,7 +637,7 @@ const std::array<OpDef, static_cast<size_t>(OpKind::kCount)> kTable = {{
     {"softmax", 1, softmax_shape, softmax_forward<false>, R(softmax)},
     {"log_softmax", 1, softmax_shape, softmax_forward<true>, R(log_softmax)},
     {"matmul", 2, matmul_shape, matmul_forward, R(matmul)},
-    {"conv2d", 2, conv2d_shape, conv2d_forward, R(conv2d)},
+    {"conv2d", -1, conv2d_shape, conv2d_forward, R(conv2d)},
     {"conv2d_backward_input", 2, conv2d_bwd_input_shape, conv2d_bwd_input_forward, R(conv2d_backward_input)},
     {"conv2d_backward_weight", 2, conv2d_bwd_weight_shape, conv2d_bwd_weight_forward, R(conv2d_backward_weight)},
     {"max_pool2d", 1, pool_shape, max_pool_forward, R(max_pool2d)},

@@ -202,13 +202,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dOptions& opt) {
-  Tensor y = apply(OpKind::kConv2d, {x, w}, conv_attrs(opt));
-  if (bias.defined()) {
-    LOOM_CHECK(bias.dim() == 1 && bias.shape()[0] == w.shape()[0], "conv2d: bias {} must be [{}]",
-               shape_str(bias.shape()), w.shape()[0]);
-    y = y + reshape(bias, {1, bias.shape()[0], 1, 1});
-  }
-  return y;
+  // The bias is the op's optional third input, added by the kernel as it writes y.
+  if (bias.defined()) return apply(OpKind::kConv2d, {x, w, bias}, conv_attrs(opt));
+  return apply(OpKind::kConv2d, {x, w}, conv_attrs(opt));
 }
 
 Tensor conv2d_backward_input(const Tensor& gy, const Tensor& w, const Shape& input_shape, const Conv2dOptions& opt) {

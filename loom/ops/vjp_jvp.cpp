@@ -290,13 +290,17 @@ Conv2dOptions conv_opts(const Attrs& at) {
 Ts conv2d_vjp(const Node& n, const Tensor& g) {
   const Tensor &x = n.inputs[0], &w = n.inputs[1];
   Conv2dOptions o = conv_opts(n.attrs);
-  return {needs(n, 0) ? conv2d_backward_input(g, w, x.shape(), o) : Tensor(),
-          needs(n, 1) ? conv2d_backward_weight(x, g, w.shape(), o) : Tensor()};
+  Ts grads = {needs(n, 0) ? conv2d_backward_input(g, w, x.shape(), o) : Tensor(),
+               needs(n, 1) ? conv2d_backward_weight(x, g, w.shape(), o) : Tensor()};
+  if (n.inputs.size() == 3) grads.push_back(needs(n, 2) ? sum(g, {0, 2, 3}) : Tensor());
+  return grads;
 }
 Tensor conv2d_jvp(const Ts& in, const Ts& t, const Attrs& at, const Tensor& y, const Ts&) {
   Conv2dOptions o = conv_opts(at);
-  return sum_terms(t[0].defined() ? conv2d(t[0], in[1], Tensor(), o) : Tensor(),
-                   t[1].defined() ? conv2d(in[0], t[1], Tensor(), o) : Tensor(), y.shape());
+  Tensor r = sum_terms(t[0].defined() ? conv2d(t[0], in[1], Tensor(), o) : Tensor(),
+                       t[1].defined() ? conv2d(in[0], t[1], Tensor(), o) : Tensor(), y.shape());
+  if (t.size() == 3 && t[2].defined()) r = sum_terms(r, reshape(t[2], {1, t[2].shape()[0], 1, 1}), y.shape());
+  return r;
 }
 Ts conv2d_backward_input_vjp(const Node& n, const Tensor& g) {
   const Tensor &gy = n.inputs[0], &w = n.inputs[1];

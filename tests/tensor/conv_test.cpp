@@ -87,7 +87,14 @@ void check(const Case& c, Isa isa, int threads) {
   cpu::conv2d_forward(Tensor::from_vector(x, xs), Tensor::from_vector(w, ws), p, y);
   cpu::conv2d_backward_input(Tensor::from_vector(gy, ys), Tensor::from_vector(w, ws), p, gx);
   cpu::conv2d_backward_weight(Tensor::from_vector(x, xs), Tensor::from_vector(gy, ys), p, gw);
+  // With a bias (added by the kernel): the same plus bias[o].
+  const auto bias = fill(c.O);
+  Tensor yb = Tensor::empty(ys);
+  cpu::conv2d_forward(Tensor::from_vector(x, xs), Tensor::from_vector(w, ws), p, yb, Tensor::from_vector(bias, {c.O}));
   set_isa_override(Isa::kAvx512);
+  std::vector<double> ref_b = ref.y;
+  for (size_t i = 0; i < ref_b.size(); ++i) ref_b[i] += bias[(i / static_cast<size_t>(OH * OW)) % static_cast<size_t>(c.O)];
+  expect_close(yb.to_vector<float>(), ref_b, "forward with bias");
   expect_close(y.to_vector<float>(), ref.y, "forward");
   expect_close(gx.to_vector<float>(), ref.gx, "backward_input");
   expect_close(gw.to_vector<float>(), ref.gw, "backward_weight");

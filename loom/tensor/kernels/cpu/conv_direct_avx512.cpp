@@ -22,18 +22,22 @@ namespace {
 
 // The register tile: acc[j][v] (+)= sum_r vec[r * vs + 16 v ..] * x[base[j] + off[r]],
 // written to out[j * ldo + 16 v ..]. NJ * NV zmm accumulators; per r: NV vector loads and
-// NJ broadcasts for NJ * NV FMAs.
+// NJ broadcasts for NJ * NV FMAs. Without `accumulate` the sums start from init[16 v ..]
+// (a bias) or from zero when init is null.
 using TileFn = void (*)(int64_t R, const float* vec, int64_t vs, const float* x, const int64_t* base,
-                        const int64_t* off, float* out, int64_t ldo, bool accumulate);
+                        const int64_t* off, float* out, int64_t ldo, bool accumulate, const float* init);
 
 template <int NV, int NJ>
 void tile(int64_t R, const float* vec, int64_t vs, const float* x, const int64_t* base, const int64_t* off,
-          float* out, int64_t ldo, bool accumulate) {
+          float* out, int64_t ldo, bool accumulate, const float* init) {
   __m512 acc[NJ][NV];
   const float* xp[NJ];
   for (int j = 0; j < NJ; ++j) {
     xp[j] = x + base[j];
-    for (int v = 0; v < NV; ++v) acc[j][v] = accumulate ? _mm512_loadu_ps(out + j * ldo + 16 * v) : _mm512_setzero_ps();
+    for (int v = 0; v < NV; ++v)
+      acc[j][v] = accumulate ? _mm512_loadu_ps(out + j * ldo + 16 * v)
+                  : init     ? _mm512_loadu_ps(init + 16 * v)
+                             : _mm512_setzero_ps();
   }
   for (int64_t r = 0; r < R; ++r) {
     const int64_t o = off[r];
@@ -64,11 +68,11 @@ const std::array<std::array<TileFn, kMaxJ>, 4> kTiles = {
 // Runs the tile kernel over items [0, n) of `base`, in the fewest tiles of at most
 // kTileJ[NV] items, sized evenly (13 items -> 7 + 6, not 8 + 5).
 void tiles_over(int NV, int64_t n, int64_t R, const float* vec, int64_t vs, const float* x, const int64_t* base,
-                const int64_t* off, float* out, int64_t ldo, bool accumulate) {
+                const int64_t* off, float* out, int64_t ldo, bool accumulate, const float* init = nullptr) {
   const int64_t tiles = (n + kTileJ[NV] - 1) / kTileJ[NV];
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t j0 = n * t / tiles, j1 = n * (t + 1) / tiles;
-    kTiles[NV - 1][j1 - j0 - 1](R, vec, vs, x, base + j0, off, out + j0 * ldo, ldo, accumulate);
+    kTiles[NV - 1][j1 - j0 - 1](R, vec, vs, x, base + j0, off, out + j0 * ldo, ldo, accumulate, init);
   }
 }
 
@@ -180,12 +184,16 @@ constexpr int64_t kPixBlock = 64;
 
 }  // namespace
 
-void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y) {
+void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y, const float* bias) {
   const Plan pl(d);
   if (pl.L == 0 || d.N == 0) return;
-  // wt[gi][tap][o], o zero-padded to a multiple of 16.
+  // wt[gi][tap][o], o zero-padded to a multiple of 16; then the bias, padded alike.
   thread_local std::vector<float> wt_buf;
-  float* wt = scratch(wt_buf, static_cast<size_t>(d.G * pl.CKK * pl.Opad));
+  float* wt = scratch(wt_buf, static_cast<size_t>(d.G * (pl.CKK + 1) * pl.Opad));
+  float* bt = bias ? wt + d.G * pl.CKK * pl.Opad : nullptr;
+  if (bt)
+    for (int64_t gi = 0; gi < d.G; ++gi)
+      for (int64_t o = 0; o < pl.Opad; ++o) bt[gi * pl.Opad + o] = o < pl.Og ? bias[gi * pl.Og + o] : 0.0f;
   for (int64_t gi = 0; gi < d.G; ++gi)
     for (int64_t t = 0; t < pl.CKK; ++t) {
       float* row = wt + (gi * pl.CKK + t) * pl.Opad;
@@ -203,7 +211,7 @@ void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* 
         for (int64_t t0 = 0; t0 < pl.CKK; t0 += kTapBlock) {
           const int64_t t1 = std::min(pl.CKK, t0 + kTapBlock);
           tiles_over(nv, np, t1 - t0, wg + t0 * pl.Opad + ob, pl.Opad, xi, pl.pix.data() + l0, pl.taps.data() + t0,
-                     yt + ob, pl.Opad, t0 > 0);
+                     yt + ob, pl.Opad, t0 > 0, bt ? bt + gi * pl.Opad + ob : nullptr);
         }
       }
       transpose(yt, pl.Opad, np, pl.Og, y + (n * d.O + gi * pl.Og) * pl.L + l0, pl.L);
