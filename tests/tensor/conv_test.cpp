@@ -116,6 +116,11 @@ const std::vector<Case>& cases() {
       {2, 8, 9, 7, 16, 5, 1, 2, 1, 1, 3},            // 5x3 kernel
       {5, 16, 4, 4, 16, 3, 1, 0},                    // valid convolution, 2x2 output
       {0, 16, 6, 6, 16, 3},                          // empty batch
+      // Few taps (<= 32): the row-vector path.
+      {2, 3, 9, 20, 10, 3},                          // RGB-like, rows of 16 + 4
+      {1, 2, 11, 9, 12, 3, 1, 2, 2},                 // dilation 2, one image
+      {3, 4, 8, 8, 16, 3, 1, 1, 1, 2},               // groups 2
+      {2, 1, 33, 40, 9, 5, 1, 2, 1, 1, 3},           // 5x3 kernel, wide rows
   };
   return cs;
 }
