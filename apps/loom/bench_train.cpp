@@ -87,8 +87,19 @@ Rates torch_rates(const std::string& script, const std::string& env, const std::
   return {};
 }
 
-int run_bench_train(const BenchCommon& o, const std::string& script, int steps) {
+int run_bench_train(const BenchCommon& o, const std::string& script, int steps, const std::string& models_arg,
+                    const std::string& batches_arg) {
   std::vector<int> threads = parse_int_list(o.threads, "--threads");
+  std::vector<int> batches = parse_int_list(batches_arg, "--batch");
+  std::vector<std::string> models;
+  for (size_t a = 0; a <= models_arg.size();) {
+    size_t b = models_arg.find(',', a);
+    if (b == std::string::npos) b = models_arg.size();
+    const std::string m = models_arg.substr(a, b - a);
+    LOOM_CHECK(m == "mlp" || m == "cnn", "bench train: unknown model '{}' in --models (mlp, cnn)", m);
+    models.push_back(m);
+    a = b + 1;
+  }
   const std::string default_env = "-u GLIBC_TUNABLES -u OMP_WAIT_POLICY";
   const std::vector<std::string> best_envs = {
       "GLIBC_TUNABLES=glibc.malloc.mmap_max=0",
@@ -99,9 +110,9 @@ int run_bench_train(const BenchCommon& o, const std::string& script, int steps) 
   nlohmann::json records = nlohmann::json::array();
   for (int t : threads) {
     set_num_threads(t);
-    for (const std::string model : {"mlp", "cnn"}) {
-      for (int64_t batch : {64, 256}) {
-        const int64_t infer_batch = batch == 64 ? 1 : 256;
+    for (const std::string& model : models) {
+      for (int64_t batch : batches) {
+        const int64_t infer_batch = batch <= 64 ? 1 : batch;
         Rates l = loom_rates(model, batch, steps, infer_batch);
         Rates td, tb;
         if (!o.no_peers) {
@@ -142,11 +153,21 @@ void add_bench_train(CLI::App& bench, Runner& run) {
   auto o = std::make_shared<BenchCommon>();
   auto script = std::make_shared<std::string>("tools/bench_train_torch.py");
   auto steps = std::make_shared<int>(20);
+  auto models = std::make_shared<std::string>("mlp,cnn");
+  auto batches = std::make_shared<std::string>("64,256");
   auto* cmd = bench.add_subcommand("train", "Training and inference samples/s of mlp and cnn vs PyTorch");
   add_common_bench_options(*cmd, *o, /*with_repeats=*/false);
   cmd->add_option("--steps", *steps, "training steps per timed repetition")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_option("--torch-script", *script, "path of tools/bench_train_torch.py")->capture_default_str();
-  cmd->callback([o, script, steps, &run] { run = [o, script, steps] { return run_bench_train(*o, repo_file(*script), *steps); }; });
+  cmd->add_option("--models", *models, "comma-separated models to measure (mlp, cnn)")->capture_default_str();
+  cmd->add_option("--batch", *batches,
+                  "comma-separated training batch sizes (inference runs at batch 1 for batches <= 64, else at the batch)")
+      ->capture_default_str();
+  cmd->callback([o, script, steps, models, batches, &run] {
+    run = [o, script, steps, models, batches] {
+      return run_bench_train(*o, repo_file(*script), *steps, *models, *batches);
+    };
+  });
 }
 
 }  // namespace loom::cli

@@ -10,6 +10,7 @@
 
 #include "loom/base/cpu.h"
 #include "loom/base/thread_pool.h"
+#include "loom/tensor/kernels/cpu/transpose.h"
 
 namespace loom::cpu {
 namespace {
@@ -106,6 +107,15 @@ void pack_b_panel(const GemmOperand& B, int64_t pc, int64_t col0, int64_t cols, 
   const float* src = B.data + pc * B.row_stride + col0 * B.col_stride;
   if (B.col_stride == 1 && cols == nr) {
     for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * nr, src + k * B.row_stride, nr * sizeof(float));
+    return;
+  }
+  if (B.row_stride == 1 && active_isa() >= Isa::kAvx512) {
+    // Transposed B (columns contiguous, e.g. a Linear layer's W^T): 16 x 16 register
+    // transposes, then zero columns past the edge.
+    transpose_f32_avx512(src, B.col_stride, cols, kc, dst, nr);
+    if (cols < nr)
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t j = cols; j < nr; ++j) dst[k * nr + j] = 0.0f;
     return;
   }
   if (B.row_stride == 1) {
