@@ -74,6 +74,18 @@ TEST_P(GemmTest, TransposedStridedOperandsAndScaling) {
     for (int lb = 0; lb < 3; ++lb) check(37, 45, 51, la, lb, 0.5f, 1.5f, rng);
 }
 
+// A few rows against a transposed B (a Linear layer at batch <= 4) take the dot-product path.
+TEST_P(GemmTest, FewRowsTimesTransposedB) {
+  std::mt19937 rng(19);
+  for (int64_t M = 1; M <= 5; ++M)
+    for (int64_t N : {1, 33, 130})
+      for (int64_t K : {1, 17, 300}) {
+        check(M, N, K, 0, 1, 1.0f, 0.0f, rng);
+        check(M, N, K, 0, 1, 1.0f, 1.5f, rng);
+        check(M, N, K, 2, 1, 1.0f, 0.0f, rng);  // strided A rows
+      }
+}
+
 TEST_P(GemmTest, BlockBoundaries) {
   std::mt19937 rng(13);
   // K above KC (several K blocks, beta applied once), M above MC, N above NC for some kernels.

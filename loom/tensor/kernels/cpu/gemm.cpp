@@ -209,6 +209,15 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
   const GemmKernel& g = active_sgemm_kernel();
   const double flops = 2.0 * M * N * K;
   int threads = parallel && !in_parallel_region() && flops > 2e6 ? num_threads() : 1;
+  if (M <= 4 && alpha == 1.0f && A.col_stride == 1 && B.row_stride == 1) {
+    // A few rows against a transposed B (a Linear layer at batch 1: x . W^T): dot products
+    // along K read W once, where packing would copy all of it for a handful of rows.
+    const int64_t ldb = B.col_stride;
+    parallel_for(0, N, threads > 1 ? (N + threads - 1) / threads : N, [&](int64_t lo, int64_t hi) {
+      sgemm_nt_small(M, hi - lo, K, A.data, A.row_stride, B.data + lo * ldb, ldb, beta, C + lo, ldc);
+    });
+    return;
+  }
 
   const int64_t nc_max = std::min<int64_t>(g.nc, (N + g.nr - 1) / g.nr * g.nr);
   const int64_t kc_max = std::min<int64_t>(g.kc, K);
