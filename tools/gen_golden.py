@@ -127,6 +127,10 @@ case("transpose_then_matmul", lambda x, y: x.transpose(0, 1) @ y, [((4, 3), N), 
 case("slice_step", lambda x: x[1:5:2], [((6, 4), N)], True)
 case("expand", lambda x: x.expand(2, 3, 4), [((3, 1), N)], True)
 case("squeeze_unsqueeze", lambda x: x.squeeze(1).unsqueeze(0), [((3, 1, 4), N)], True)
+# appended cases (new draws come after the earlier ones, which keep their values)
+case("relu_backward", lambda g, y: torch.ops.aten.threshold_backward(g, y, 0.0), [((3, 4), N), ((3, 4), A)])
+case("conv2d_bias_relu", lambda x, w, b: torch.relu(F.conv2d(x, w, b, padding=1)),
+     [((2, 3, 7, 6), N), ((16, 3, 3, 3), N), ((16,), N)])
 
 
 def enc(t):

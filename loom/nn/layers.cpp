@@ -100,7 +100,21 @@ void Sequential::append(ModulePtr m) {
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (auto& m : layers_) h = m->forward(h);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    // Conv2d then ReLU: one convolution with the activation fused into its kernel (the
+    // same values; the conv output is written once, already rectified).
+    if (fuse && i + 1 < layers_.size()) {
+      auto* conv = dynamic_cast<Conv2d*>(layers_[i].get());
+      if (conv && !conv->options.relu && dynamic_cast<ReLU*>(layers_[i + 1].get())) {
+        Conv2dOptions o = conv->options;
+        o.relu = true;
+        h = conv2d(h, conv->weight, conv->bias, o);
+        ++i;
+        continue;
+      }
+    }
+    h = layers_[i]->forward(h);
+  }
   return h;
 }
 

@@ -84,7 +84,10 @@ class Flatten : public Module {
   Tensor forward(const Tensor& x) override { return flatten(x, 1); }
 };
 
-// Children are named "0", "1", ... as in torch.nn.Sequential.
+// Children are named "0", "1", ... as in torch.nn.Sequential. forward runs a Conv2d that is
+// followed by a ReLU as one convolution with the relu fused (Conv2dOptions::relu): same
+// values and gradients, one pass less over the activation. Set `fuse` false to run every
+// layer on its own.
 class Sequential : public Module {
  public:
   Sequential() = default;
@@ -92,6 +95,7 @@ class Sequential : public Module {
   void append(ModulePtr m);
   Tensor forward(const Tensor& x) override;
   size_t size() const { return layers_.size(); }
+  bool fuse = true;
 
  private:
   std::vector<ModulePtr> layers_;

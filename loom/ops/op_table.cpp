@@ -127,6 +127,19 @@ Outputs where_forward(const Inputs& in, const Attrs&, const TensorMeta& m) {
   return {out};
 }
 
+// relu_backward(g, y) = y > 0 ? g : 0 (PyTorch's threshold_backward at 0): relu's VJP from
+// its output in one pass, instead of a comparison and a select.
+TensorMeta relu_backward_shape(const Inputs& in, const Attrs&) {
+  require_same_dtype(in, "relu_backward");
+  require_float(in[0], "relu_backward");
+  return {broadcast_shapes(in[0].shape(), in[1].shape(), "relu_backward"), in[0].dtype()};
+}
+Outputs relu_backward_forward(const Inputs& in, const Attrs&, const TensorMeta& m) {
+  Tensor out = alloc(m);
+  cpu::relu_backward(in[0], in[1], out);
+  return {out};
+}
+
 // ---- reductions -------------------------------------------------------------------------
 
 Shape reduced_shape(const Shape& s, const std::vector<int64_t>& axes, bool keepdim) {
@@ -264,7 +277,8 @@ Outputs matmul_forward(const Inputs& in, const Attrs&, const TensorMeta& m) {
 // ---- convolution and pooling ------------------------------------------------------------
 
 cpu::Conv2dParams conv_params(const Attrs& at) {
-  LOOM_CHECK(at.ints.size() == 7, "conv2d: expected 7 integer attributes, got {}", at.ints.size());
+  LOOM_CHECK(at.ints.size() == 7 || at.ints.size() == 8, "conv2d: expected 7 or 8 integer attributes, got {}",
+             at.ints.size());
   cpu::Conv2dParams p{at.ints[0], at.ints[1], at.ints[2], at.ints[3], at.ints[4], at.ints[5], at.ints[6]};
   LOOM_CHECK(p.groups >= 1, "conv2d: groups must be >= 1, got {}", p.groups);
   return p;
@@ -295,7 +309,7 @@ TensorMeta conv2d_shape(const Inputs& in, const Attrs& at) {
 Outputs conv2d_forward(const Inputs& in, const Attrs& at, const TensorMeta& m) {
   Tensor out = alloc(m);
   cpu::conv2d_forward(in[0].contiguous(), in[1].contiguous(), conv_params(at), out,
-                      in.size() == 3 ? in[2].contiguous() : Tensor());
+                      in.size() == 3 ? in[2].contiguous() : Tensor(), at.ints.size() == 8 && at.ints[7] != 0);
   return {out};
 }
 
@@ -630,6 +644,7 @@ const std::array<OpDef, static_cast<size_t>(OpKind::kCount)> kTable = {{
     {"gt", 2, compare_shape, compare_forward<CompareOp::kGt>, NO_RULES},
     {"ge", 2, compare_shape, compare_forward<CompareOp::kGe>, NO_RULES},
     {"where", 3, where_shape, where_forward, R(where)},
+    {"relu_backward", 2, relu_backward_shape, relu_backward_forward, R(relu_backward)},
     {"sum", 1, reduce_shape<ReduceOp::kSum>, reduce_forward<ReduceOp::kSum>, R(sum)},
     {"amax", 1, reduce_shape<ReduceOp::kMax>, reduce_forward<ReduceOp::kMax>, R(amax)},
     {"amin", 1, reduce_shape<ReduceOp::kMin>, reduce_forward<ReduceOp::kMin>, R(amin)},

@@ -24,7 +24,7 @@ enum class OpKind : uint16_t {
   kClamp, kCast, kIdentity,
   // binary (broadcasting)
   kAdd, kSub, kMul, kDiv, kPow, kMaximum, kMinimum,
-  kEq, kNe, kLt, kLe, kGt, kGe, kWhere,
+  kEq, kNe, kLt, kLe, kGt, kGe, kWhere, kReluBackward,
   // reductions
   kSum, kAmax, kAmin, kArgmax, kSoftmax, kLogSoftmax,
   // linear algebra and convolution
@@ -97,7 +97,7 @@ LOOM_DECLARE_RULES(abs) LOOM_DECLARE_RULES(erf) LOOM_DECLARE_RULES(clamp)
 LOOM_DECLARE_RULES(cast) LOOM_DECLARE_RULES(identity)
 LOOM_DECLARE_RULES(add) LOOM_DECLARE_RULES(sub) LOOM_DECLARE_RULES(mul)
 LOOM_DECLARE_RULES(div) LOOM_DECLARE_RULES(pow) LOOM_DECLARE_RULES(maximum)
-LOOM_DECLARE_RULES(minimum) LOOM_DECLARE_RULES(where)
+LOOM_DECLARE_RULES(minimum) LOOM_DECLARE_RULES(where) LOOM_DECLARE_RULES(relu_backward)
 LOOM_DECLARE_RULES(sum) LOOM_DECLARE_RULES(amax) LOOM_DECLARE_RULES(amin)
 LOOM_DECLARE_RULES(softmax) LOOM_DECLARE_RULES(log_softmax)
 LOOM_DECLARE_RULES(matmul) LOOM_DECLARE_RULES(conv2d)

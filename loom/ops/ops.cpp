@@ -35,6 +35,7 @@ Attrs axes_attrs(const std::vector<int64_t>& axes, bool keepdim) {
 Attrs conv_attrs(const Conv2dOptions& o) {
   Attrs at;
   at.ints = {o.stride_h, o.stride_w, o.pad_h, o.pad_w, o.dilation_h, o.dilation_w, o.groups};
+  if (o.relu) at.ints.push_back(1);  // conv2d only: the fused activation
   return at;
 }
 
@@ -90,6 +91,11 @@ Tensor lt(const Tensor& a, const Tensor& b) { return binary(OpKind::kLt, a, b); 
 Tensor le(const Tensor& a, const Tensor& b) { return binary(OpKind::kLe, a, b); }
 Tensor gt(const Tensor& a, const Tensor& b) { return binary(OpKind::kGt, a, b); }
 Tensor ge(const Tensor& a, const Tensor& b) { return binary(OpKind::kGe, a, b); }
+
+Tensor relu_backward(const Tensor& g, const Tensor& y) {
+  auto [a, b] = promote(g, y, "relu_backward");
+  return apply(OpKind::kReluBackward, {a, b});
+}
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   auto [x, y] = promote(a, b, "where");

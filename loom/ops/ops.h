@@ -47,6 +47,9 @@ Tensor le(const Tensor& a, const Tensor& b);
 Tensor gt(const Tensor& a, const Tensor& b);
 Tensor ge(const Tensor& a, const Tensor& b);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// y > 0 ? g : 0, broadcasting: the gradient through relu given its output y (PyTorch's
+// threshold_backward(g, y, 0)).
+Tensor relu_backward(const Tensor& g, const Tensor& y);
 
 // A 0-d tensor holding v in like's dtype (floating when v is fractional and like integral).
 Tensor scalar_like(double v, const Tensor& like);
@@ -92,9 +95,12 @@ struct Conv2dOptions {
   int64_t pad_h = 0, pad_w = 0;
   int64_t dilation_h = 1, dilation_w = 1;
   int64_t groups = 1;
+  // Fused activation: y = relu(conv + bias) computed as the kernel writes y (cuDNN's
+  // convolution-bias-activation); the gradient goes through relu_backward on y.
+  bool relu = false;
   static Conv2dOptions make(int64_t stride, int64_t padding, int64_t dilation = 1,
-                            int64_t groups = 1) {
-    return {stride, stride, padding, padding, dilation, dilation, groups};
+                            int64_t groups = 1, bool relu = false) {
+    return {stride, stride, padding, padding, dilation, dilation, groups, relu};
   }
 };
 // x [N, C, H, W], w [O, C/groups, KH, KW], optional bias [O] -> [N, O, OH, OW].

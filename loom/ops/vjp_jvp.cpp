@@ -71,12 +71,17 @@ Ts sigmoid_vjp(const Node& n, const Tensor& g) {
 }
 Tensor sigmoid_jvp(const Ts&, const Ts& t, const Attrs&, const Tensor& y, const Ts&) { return t[0] * y * (1.0 - y); }
 
-Ts relu_vjp(const Node& n, const Tensor& g) {
-  const Tensor& x = n.inputs[0];
-  return {where(gt(x, zero_of(x)), g, zero_of(g))};
+// From the output: y > 0 exactly where x > 0 (a NaN input gives y = 0 and no gradient).
+Ts relu_vjp(const Node& n, const Tensor& g) { return {relu_backward(g, n.out())}; }
+Tensor relu_jvp(const Ts&, const Ts& t, const Attrs&, const Tensor& y, const Ts&) { return relu_backward(t[0], y); }
+// Linear in g; piecewise constant in y (no gradient, as PyTorch's threshold_backward).
+Ts relu_backward_vjp(const Node& n, const Tensor& g) {
+  const Tensor& y = n.inputs[1];
+  Tensor gg = relu_backward(g, y);
+  return {needs(n, 0) ? sum_to(gg, n.inputs[0].shape()) : Tensor(), Tensor()};
 }
-Tensor relu_jvp(const Ts& in, const Ts& t, const Attrs&, const Tensor&, const Ts&) {
-  return where(gt(in[0], zero_of(in[0])), t[0], zero_of(t[0]));
+Tensor relu_backward_jvp(const Ts& in, const Ts& t, const Attrs&, const Tensor& out, const Ts&) {
+  return t[0].defined() ? sum_terms(relu_backward(t[0], in[1]), Tensor(), out.shape()) : Tensor();
 }
 
 namespace {
@@ -284,23 +289,29 @@ Tensor matmul_jvp(const Ts& in, const Ts& t, const Attrs&, const Tensor& y, cons
 
 namespace {
 Conv2dOptions conv_opts(const Attrs& at) {
-  return {at.ints[0], at.ints[1], at.ints[2], at.ints[3], at.ints[4], at.ints[5], at.ints[6]};
+  return {at.ints[0], at.ints[1], at.ints[2], at.ints[3], at.ints[4], at.ints[5], at.ints[6],
+          at.ints.size() == 8 && at.ints[7] != 0};
 }
 }  // namespace
 Ts conv2d_vjp(const Node& n, const Tensor& g) {
   const Tensor &x = n.inputs[0], &w = n.inputs[1];
   Conv2dOptions o = conv_opts(n.attrs);
-  Ts grads = {needs(n, 0) ? conv2d_backward_input(g, w, x.shape(), o) : Tensor(),
-               needs(n, 1) ? conv2d_backward_weight(x, g, w.shape(), o) : Tensor()};
-  if (n.inputs.size() == 3) grads.push_back(needs(n, 2) ? sum(g, {0, 2, 3}) : Tensor());
+  // A fused relu: the gradient of the pre-activation, from the output.
+  const Tensor gz = o.relu ? relu_backward(g, n.out()) : g;
+  o.relu = false;
+  Ts grads = {needs(n, 0) ? conv2d_backward_input(gz, w, x.shape(), o) : Tensor(),
+              needs(n, 1) ? conv2d_backward_weight(x, gz, w.shape(), o) : Tensor()};
+  if (n.inputs.size() == 3) grads.push_back(needs(n, 2) ? sum(gz, {0, 2, 3}) : Tensor());
   return grads;
 }
 Tensor conv2d_jvp(const Ts& in, const Ts& t, const Attrs& at, const Tensor& y, const Ts&) {
   Conv2dOptions o = conv_opts(at);
+  const bool relu = o.relu;
+  o.relu = false;
   Tensor r = sum_terms(t[0].defined() ? conv2d(t[0], in[1], Tensor(), o) : Tensor(),
                        t[1].defined() ? conv2d(in[0], t[1], Tensor(), o) : Tensor(), y.shape());
   if (t.size() == 3 && t[2].defined()) r = sum_terms(r, reshape(t[2], {1, t[2].shape()[0], 1, 1}), y.shape());
-  return r;
+  return relu && r.defined() ? relu_backward(r, y) : r;
 }
 Ts conv2d_backward_input_vjp(const Node& n, const Tensor& g) {
   const Tensor &gy = n.inputs[0], &w = n.inputs[1];

@@ -28,6 +28,29 @@ TEST(Nn, StateDictNamesFollowPyTorch) {
   EXPECT_EQ(m->num_parameters(), 32 * 9 + 32 + 64 * 32 * 9 + 64 + 3136 * 128 + 128 + 128 * 10 + 10);
 }
 
+// Sequential runs Conv2d + ReLU as one fused convolution: the same outputs and gradients as
+// the layers one by one.
+TEST(Nn, FusedConvReluEqualsTheLayersOneByOne) {
+  manual_seed(5);
+  auto m = models::make("cnn");
+  auto* seq = dynamic_cast<Sequential*>(m.get());
+  ASSERT_NE(seq, nullptr);
+  Tensor x = Tensor::randn({3, 1, 28, 28});
+  Tensor y = Tensor::from_vector<int64_t>({1, 4, 7}, {3});
+  auto run = [&](bool fuse) {
+    seq->fuse = fuse;
+    for (auto& p : m->parameters()) p.zero_grad();
+    Tensor logits = (*m)(x);
+    cross_entropy(logits, y).backward();
+    std::vector<Tensor> out = {logits.detach()};
+    for (auto& p : m->parameters()) out.push_back(p.grad().clone());
+    return out;
+  };
+  const auto fused = run(true), plain = run(false);
+  ASSERT_EQ(fused.size(), plain.size());
+  for (size_t i = 0; i < fused.size(); ++i) EXPECT_TRUE(testing::all_close(fused[i], plain[i], 1e-6, 1e-5)) << i;
+}
+
 TEST(Nn, TinyModelOverfitsOneBatch) {
   manual_seed(3);
   auto m = models::make("mlp");

@@ -91,10 +91,16 @@ void check(const Case& c, Isa isa, int threads) {
   const auto bias = fill(c.O);
   Tensor yb = Tensor::empty(ys);
   cpu::conv2d_forward(Tensor::from_vector(x, xs), Tensor::from_vector(w, ws), p, yb, Tensor::from_vector(bias, {c.O}));
+  // And with the fused relu.
+  Tensor yr = Tensor::empty(ys);
+  cpu::conv2d_forward(Tensor::from_vector(x, xs), Tensor::from_vector(w, ws), p, yr, Tensor::from_vector(bias, {c.O}),
+                      /*relu=*/true);
   set_isa_override(Isa::kAvx512);
   std::vector<double> ref_b = ref.y;
   for (size_t i = 0; i < ref_b.size(); ++i) ref_b[i] += bias[(i / static_cast<size_t>(OH * OW)) % static_cast<size_t>(c.O)];
   expect_close(yb.to_vector<float>(), ref_b, "forward with bias");
+  for (double& v : ref_b) v = std::max(v, 0.0);
+  expect_close(yr.to_vector<float>(), ref_b, "forward with bias and relu");
   expect_close(y.to_vector<float>(), ref.y, "forward");
   expect_close(gx.to_vector<float>(), ref.gx, "backward_input");
   expect_close(gw.to_vector<float>(), ref.gw, "backward_weight");

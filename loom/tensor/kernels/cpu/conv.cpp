@@ -230,13 +230,13 @@ void im2col_chunk(const T* px, const Geom& g, const Conv2dParams& p, int64_t n0,
 }
 
 template <typename T>
-void forward_impl(const Tensor& x, const Tensor& w, const Conv2dParams& p, Tensor& y, const T* bias) {
+void forward_impl(const Tensor& x, const Tensor& w, const Conv2dParams& p, Tensor& y, const T* bias, bool relu) {
   Geom g = geometry(x.shape(), w.shape(), p);
   const T* px = x.data<T>();
   const T* pw = w.data<T>();
   T* py = y.data<T>();
   if constexpr (std::is_same_v<T, float>) {
-    if (use_direct(x.dtype(), g.Og)) return detail::conv_direct_forward_avx512(dims(g, p), px, pw, py, bias);
+    if (use_direct(x.dtype(), g.Og)) return detail::conv_direct_forward_avx512(dims(g, p), px, pw, py, bias, relu);
   }
   Chunking ch = chunking(g);
   for_each_chunk(g, ch, [&](int64_t n0, int64_t n1, bool par) {
@@ -252,11 +252,15 @@ void forward_impl(const Tensor& x, const Tensor& w, const Conv2dParams& p, Tenso
         for (int64_t o = 0; o < g.Og; ++o)
           std::memcpy(py + ((n0 + j) * g.O + gi * g.Og + o) * g.L, out + o * cols + j * g.L, sizeof(T) * g.L);
     }
-    if (bias)
+    if (bias || relu)
       for (int64_t n = n0; n < n1; ++n)
         for (int64_t o = 0; o < g.O; ++o) {
           T* plane = py + (n * g.O + o) * g.L;
-          for (int64_t l = 0; l < g.L; ++l) plane[l] += bias[o];
+          const T b = bias ? bias[o] : T(0);
+          for (int64_t l = 0; l < g.L; ++l) {
+            const T v = plane[l] + b;
+            plane[l] = relu ? (v > T(0) ? v : T(0)) : v;
+          }
         }
   });
 }
@@ -364,9 +368,10 @@ void backward_weight_impl(const Tensor& x, const Tensor& gy, const Conv2dParams&
 
 }  // namespace
 
-void conv2d_forward(const Tensor& x, const Tensor& w, const Conv2dParams& p, Tensor& y, const Tensor& bias) {
+void conv2d_forward(const Tensor& x, const Tensor& w, const Conv2dParams& p, Tensor& y, const Tensor& bias,
+                    bool relu) {
   LOOM_DISPATCH_FLOAT(x.dtype(), "conv2d", [&] {
-    forward_impl<scalar_t>(x, w, p, y, bias.defined() ? bias.data<scalar_t>() : nullptr);
+    forward_impl<scalar_t>(x, w, p, y, bias.defined() ? bias.data<scalar_t>() : nullptr, relu);
   });
 }
 

@@ -28,7 +28,9 @@ int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_
 
 // x [N, C, H, W], w [O, C/groups, KH, KW] (+ bias [O] when defined) -> y [N, O, OH, OW].
 // f32 or f64, contiguous.
-void conv2d_forward(const Tensor& x, const Tensor& w, const Conv2dParams& p, Tensor& y, const Tensor& bias = Tensor());
+// With relu, y = max(y, 0) as it is written (NaN -> 0, as the relu op).
+void conv2d_forward(const Tensor& x, const Tensor& w, const Conv2dParams& p, Tensor& y, const Tensor& bias = Tensor(),
+                    bool relu = false);
 // gy [N, O, OH, OW], w -> gx [N, C, H, W]
 void conv2d_backward_input(const Tensor& gy, const Tensor& w, const Conv2dParams& p, Tensor& gx);
 // x, gy -> gw [O, C/groups, KH, KW]

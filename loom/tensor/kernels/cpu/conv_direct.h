@@ -30,7 +30,7 @@ struct ConvDims {
 // y [N, O, OH, OW] = conv(x [N, C, H, W], w) (+ bias [O] unless null: the accumulators
 // start from it). Only call when the CPU has AVX-512.
 void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y,
-                                const float* bias = nullptr);
+                                const float* bias = nullptr, bool relu = false);
 // gw [O, C/G, KH, KW] = sum over the batch of gy (*) x.
 void conv_direct_backward_weight_avx512(const ConvDims& d, const float* x, const float* gy, float* gw);
 // gx [N, C, H, W] from gy [N, O, OH, OW]; requires unit stride and (KH-1)*dh >= ph,

@@ -24,13 +24,13 @@ namespace {
 // The register tile: acc[j][v] (+)= sum_r vec[r * vs + 16 v ..] * x[base[j] + off[r]],
 // written to out[j * ldo + 16 v ..]. NJ * NV zmm accumulators; per r: NV vector loads and
 // NJ broadcasts for NJ * NV FMAs. Without `accumulate` the sums start from init[16 v ..]
-// (a bias) or from zero when init is null.
+// (a bias) or from zero when init is null; with relu the stored sums are max(sum, 0).
 using TileFn = void (*)(int64_t R, const float* vec, int64_t vs, const float* x, const int64_t* base,
-                        const int64_t* off, float* out, int64_t ldo, bool accumulate, const float* init);
+                        const int64_t* off, float* out, int64_t ldo, bool accumulate, const float* init, bool relu);
 
 template <int NV, int NJ>
 void tile(int64_t R, const float* vec, int64_t vs, const float* x, const int64_t* base, const int64_t* off,
-          float* out, int64_t ldo, bool accumulate, const float* init) {
+          float* out, int64_t ldo, bool accumulate, const float* init, bool relu) {
   __m512 acc[NJ][NV];
   const float* xp[NJ];
   for (int j = 0; j < NJ; ++j) {
@@ -50,6 +50,9 @@ void tile(int64_t R, const float* vec, int64_t vs, const float* x, const int64_t
       for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(w[v], b, acc[j][v]);
     }
   }
+  if (relu)  // max(sum, 0) with the sum first: a NaN sum gives 0, as the relu op
+    for (int j = 0; j < NJ; ++j)
+      for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_max_ps(acc[j][v], _mm512_setzero_ps());
   for (int j = 0; j < NJ; ++j)
     for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + j * ldo + 16 * v, acc[j][v]);
 }
@@ -69,11 +72,12 @@ const std::array<std::array<TileFn, kMaxJ>, 4> kTiles = {
 // Runs the tile kernel over items [0, n) of `base`, in the fewest tiles of at most
 // kTileJ[NV] items, sized evenly (13 items -> 7 + 6, not 8 + 5).
 void tiles_over(int NV, int64_t n, int64_t R, const float* vec, int64_t vs, const float* x, const int64_t* base,
-                const int64_t* off, float* out, int64_t ldo, bool accumulate, const float* init = nullptr) {
+                const int64_t* off, float* out, int64_t ldo, bool accumulate, const float* init = nullptr,
+                bool relu = false) {
   const int64_t tiles = (n + kTileJ[NV] - 1) / kTileJ[NV];
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t j0 = n * t / tiles, j1 = n * (t + 1) / tiles;
-    kTiles[NV - 1][j1 - j0 - 1](R, vec, vs, x, base + j0, off, out + j0 * ldo, ldo, accumulate, init);
+    kTiles[NV - 1][j1 - j0 - 1](R, vec, vs, x, base + j0, off, out + j0 * ldo, ldo, accumulate, init, relu);
   }
 }
 
@@ -157,7 +161,7 @@ struct RowVec {
 // y[j * ldy + rv[v].out] under rv[v].mask.
 template <int NJ, int NV>
 void row_tile(int64_t R, const float* w, int64_t ws, const float* x, const RowVec* rv, const int64_t* off, float* y,
-              int64_t ldy, const float* init, int64_t pf) {
+              int64_t ldy, const float* init, int64_t pf, bool relu) {
   __m512 acc[NJ][NV];
   const float* xp[NV];
   for (int v = 0; v < NV; ++v) xp[v] = x + rv[v].in;
@@ -173,6 +177,9 @@ void row_tile(int64_t R, const float* w, int64_t ws, const float* x, const RowVe
       for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(xv[v], b, acc[j][v]);
     }
   }
+  if (relu)
+    for (int j = 0; j < NJ; ++j)
+      for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_max_ps(acc[j][v], _mm512_setzero_ps());
   for (int j = 0; j < NJ; ++j)
     for (int v = 0; v < NV; ++v) {
       float* dst = y + j * ldy + rv[v].out;
@@ -211,7 +218,7 @@ void row_wgrad_tile(int64_t nvec, const RowVec* rv, const float* gy, int64_t ldg
 }
 
 using RowTileFn = void (*)(int64_t, const float*, int64_t, const float*, const RowVec*, const int64_t*, float*, int64_t,
-                           const float*, int64_t);
+                           const float*, int64_t, bool);
 using RowWgradFn = void (*)(int64_t, const RowVec*, const float*, int64_t, const float*, const int64_t*, float*,
                             int64_t);
 constexpr int kRowJ = 6, kRowV = 4, kWgradJ = 2, kWgradT = 9;
@@ -272,7 +279,8 @@ bool use_rows(const ConvDims& d, const Plan& pl) { return d.sw == 1 && pl.CKK <=
 // (other tensors in between) it was neutral-to-better from a few MB.
 bool stream_from_memory(int64_t floats) { return floats * 4 > (int64_t{4} << 20); }
 
-void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float* w, float* y, const float* bias) {
+void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float* w, float* y, const float* bias,
+                  bool relu) {
   const std::vector<RowVec> rv = row_vectors(d, pl);
   const int64_t nvec = static_cast<int64_t>(rv.size());
   // wr[gi][tap][o]: the Og weights of one tap side by side, broadcast one at a time.
@@ -294,7 +302,7 @@ void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float
         even_pieces(v1 - v0, kRowV, [&](int64_t a, int64_t b) {
           kRowTiles[j1 - j0 - 1][b - a - 1](pl.CKK, wr + gi * pl.CKK * pl.Og + j0, pl.Og, xi, rv.data() + v0 + a,
                                             pl.taps.data(), yg + j0 * pl.L, pl.L,
-                                            bias ? bias + gi * pl.Og + j0 : nullptr, pf && n + 1 < d.N ? d.O * pl.L : 0);
+                                            bias ? bias + gi * pl.Og + j0 : nullptr, pf && n + 1 < d.N ? d.O * pl.L : 0, relu);
         });
       });
     }
@@ -354,10 +362,11 @@ constexpr int64_t kPixBlock = 64;
 
 }  // namespace
 
-void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y, const float* bias) {
+void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y, const float* bias,
+                                bool relu) {
   const Plan pl(d);
   if (pl.L == 0 || d.N == 0) return;
-  if (use_rows(d, pl)) return forward_rows(d, pl, x, w, y, bias);
+  if (use_rows(d, pl)) return forward_rows(d, pl, x, w, y, bias, relu);
   // wt[gi][tap][o], o zero-padded to a multiple of 16; then the bias, padded alike.
   thread_local std::vector<float> wt_buf;
   float* wt = scratch(wt_buf, static_cast<size_t>(d.G * (pl.CKK + 1) * pl.Opad));
@@ -382,7 +391,7 @@ void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* 
         for (int64_t t0 = 0; t0 < pl.CKK; t0 += kTapBlock) {
           const int64_t t1 = std::min(pl.CKK, t0 + kTapBlock);
           tiles_over(nv, np, t1 - t0, wg + t0 * pl.Opad + ob, pl.Opad, xi, pl.pix.data() + l0, pl.taps.data() + t0,
-                     yt + ob, pl.Opad, t0 > 0, bt ? bt + gi * pl.Opad + ob : nullptr);
+                     yt + ob, pl.Opad, t0 > 0, bt ? bt + gi * pl.Opad + ob : nullptr, relu && t1 == pl.CKK);
         }
       }
       transpose_f32_avx512(yt, pl.Opad, np, pl.Og, y + (n * d.O + gi * pl.Og) * pl.L + l0, pl.L);

@@ -17,12 +17,14 @@ namespace loom::cpu {
 
 namespace avx512 {
 void unary_f32(UnaryOp op, const float* x, float* y, int64_t n);
+void relu_backward_f32(const float* g, const float* y, float* out, int64_t n);
 void compare_f32(CompareOp op, const float* a, int64_t sa, const float* b, int64_t sb, bool* y, int64_t n);
 void binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
 void where_f32(const bool* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
 }  // namespace avx512
 namespace generic {
 void unary_f32(UnaryOp op, const float* x, float* y, int64_t n);
+void relu_backward_f32(const float* g, const float* y, float* out, int64_t n);
 void compare_f32(CompareOp op, const float* a, int64_t sa, const float* b, int64_t sb, bool* y, int64_t n);
 void binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
 void where_f32(const bool* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
@@ -216,6 +218,23 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
     }
   }
   LOOM_DISPATCH_NUMERIC(out.dtype(), "binary", [&] { binary_typed<scalar_t>(op, a, b, out); });
+}
+
+void relu_backward(const Tensor& g, const Tensor& y, Tensor& out) {
+  if (out.dtype() == DType::kF32 && g.is_contiguous() && y.is_contiguous() && out.is_contiguous() &&
+      g.shape() == out.shape() && y.shape() == out.shape()) {
+    const float *pg = g.data<float>(), *py = y.data<float>();
+    float* po = out.data<float>();
+    const bool wide = active_isa() == Isa::kAvx512;
+    parallel_for(0, out.numel(), kParallelGrain, [&](int64_t lo, int64_t hi) {
+      auto* f = wide ? avx512::relu_backward_f32 : generic::relu_backward_f32;
+      f(pg + lo, py + lo, po + lo, hi - lo);
+    });
+    return;
+  }
+  LOOM_DISPATCH_FLOAT(out.dtype(), "relu_backward", [&] {
+    binary_loop<scalar_t, scalar_t>(g, y, out, [](scalar_t gv, scalar_t yv) { return yv > scalar_t(0) ? gv : scalar_t(0); });
+  });
 }
 
 void compare(CompareOp op, const Tensor& a, const Tensor& b, Tensor& out) {

@@ -125,6 +125,11 @@ void compare_f32(CompareOp op, const float* a, int64_t sa, const float* b, int64
   }
 }
 
+// out[i] = y[i] > 0 ? g[i] : 0 (a NaN y gives 0), as a compare and a masked move.
+void relu_backward_f32(const float* __restrict g, const float* __restrict y, float* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = y[i] > 0.0f ? g[i] : 0.0f;
+}
+
 // y[i] = c[i*sc] ? a[i*sa] : b[i*sb], strides 0 or 1. A bitwise select: relu's backward mask
 // is random, so a branch would mispredict half the time; this form vectorizes (bytes widened
 // to lane masks).

@@ -24,6 +24,8 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);
 void compare(CompareOp op, const Tensor& a, const Tensor& b, Tensor& out);
 // out = cond ? a : b with broadcasting of all three.
 void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out);
+// out = y > 0 ? g : 0 (broadcasting g and y to out's shape).
+void relu_backward(const Tensor& g, const Tensor& y, Tensor& out);
 // out = min(max(x, lo), hi).
 void clamp(const Tensor& x, double lo, double hi, Tensor& out);
 // dst = src, broadcasting src to dst's shape and converting dtypes. Strided either side.
