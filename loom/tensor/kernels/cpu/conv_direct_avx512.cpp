@@ -221,7 +221,7 @@ using RowTileFn = void (*)(int64_t, const float*, int64_t, const float*, const R
                            const float*, int64_t, bool);
 using RowWgradFn = void (*)(int64_t, const RowVec*, const float*, int64_t, const float*, const int64_t*, float*,
                             int64_t);
-constexpr int kRowJ = 6, kRowV = 4, kWgradJ = 2, kWgradT = 9;
+constexpr int kRowJ = 6, kRowV = 4, kWgradJ = 3, kWgradT = 9;
 
 template <int NJ, int... V>
 constexpr std::array<RowTileFn, kRowV> row_tiles_of(std::integer_sequence<int, V...>) {
@@ -239,7 +239,8 @@ constexpr std::array<RowWgradFn, kWgradT> wgrad_tiles_of(std::integer_sequence<i
 }
 const std::array<std::array<RowWgradFn, kWgradT>, kWgradJ> kWgradTiles = {
     wgrad_tiles_of<1>(std::make_integer_sequence<int, kWgradT>{}),
-    wgrad_tiles_of<2>(std::make_integer_sequence<int, kWgradT>{})};
+    wgrad_tiles_of<2>(std::make_integer_sequence<int, kWgradT>{}),
+    wgrad_tiles_of<3>(std::make_integer_sequence<int, kWgradT>{})};
 
 // Calls fn(lo, hi) for [0, n) cut into the fewest even pieces of at most `most`.
 template <typename F>
