@@ -1,12 +1,13 @@
 // 2-D convolution lowered onto GEMM, as cuDNN's GEMM-based algorithms do.
 //
-// im2col unfolds a chunk of images side by side into a [C/g * KH * KW, nb * OH * OW]
-// matrix so that the convolution becomes one GEMM per chunk and group:
-// out[g] = W[g] (O/g x CKK) * col[g]. Backward-data is the transposed product followed by
-// col2im (a scatter-add back into the images); backward-weights is dY[g] * col[g]^T summed
-// over chunks in a fixed order. Chunks (sized for ~2048 GEMM columns) are spread over
-// threads, each running a single-threaded GEMM on its own buffers; a batch too small to
-// give every thread a chunk runs with threaded GEMMs instead.
+// With AVX-512 (f32) the GEMM is implicit (conv_direct.h): the kernels read the image in
+// place instead of building the column matrix. Otherwise, im2col unfolds a chunk of images
+// side by side into a [C/g * KH * KW, nb * OH * OW] matrix so that the convolution becomes
+// one GEMM per chunk and group: out[g] = W[g] (O/g x CKK) * col[g]. Backward-data is the
+// transposed product followed by col2im (a scatter-add back into the images);
+// backward-weights is dY[g] * col[g]^T summed over chunks in a fixed order. Chunks (sized
+// for ~2048 GEMM columns) are spread over threads, each running a single-threaded GEMM on
+// its own buffers; a batch too small to give every thread a chunk runs with threaded GEMMs.
 #pragma once
 
 #include <cstdint>
