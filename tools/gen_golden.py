@@ -131,6 +131,7 @@ case("squeeze_unsqueeze", lambda x: x.squeeze(1).unsqueeze(0), [((3, 1, 4), N)],
 case("relu_backward", lambda g, y: torch.ops.aten.threshold_backward(g, y, 0.0), [((3, 4), N), ((3, 4), A)])
 case("conv2d_bias_relu", lambda x, w, b: torch.relu(F.conv2d(x, w, b, padding=1)),
      [((2, 3, 7, 6), N), ((16, 3, 3, 3), N), ((16,), N)])
+case("max_pool2d_relu", lambda x: torch.relu(F.max_pool2d(x, 2)), [((2, 3, 6, 8), D)])
 
 
 def enc(t):

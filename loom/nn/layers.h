@@ -84,10 +84,11 @@ class Flatten : public Module {
   Tensor forward(const Tensor& x) override { return flatten(x, 1); }
 };
 
-// Children are named "0", "1", ... as in torch.nn.Sequential. forward runs a Conv2d that is
-// followed by a ReLU as one convolution with the relu fused (Conv2dOptions::relu): same
-// values and gradients, one pass less over the activation. Set `fuse` false to run every
-// layer on its own.
+// Children are named "0", "1", ... as in torch.nn.Sequential. forward fuses two patterns,
+// with the same values and gradients and fewer passes over the activation: Conv2d, ReLU,
+// MaxPool2d runs as a convolution and a max pool that applies the relu to its (smaller)
+// output; Conv2d, ReLU otherwise runs as one convolution with the relu fused
+// (Conv2dOptions::relu). Set `fuse` false to run every layer on its own.
 class Sequential : public Module {
  public:
   Sequential() = default;

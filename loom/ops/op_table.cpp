@@ -342,7 +342,8 @@ Outputs conv2d_bwd_weight_forward(const Inputs& in, const Attrs& at, const Tenso
 }
 
 cpu::Pool2dParams pool_params(const Attrs& at) {
-  LOOM_CHECK(at.ints.size() == 6, "pool2d: expected 6 integer attributes, got {}", at.ints.size());
+  LOOM_CHECK(at.ints.size() == 6 || at.ints.size() == 7, "pool2d: expected 6 or 7 integer attributes, got {}",
+             at.ints.size());
   return {at.ints[0], at.ints[1], at.ints[2], at.ints[3], at.ints[4], at.ints[5]};
 }
 
@@ -363,7 +364,7 @@ TensorMeta pool_shape(const Inputs& in, const Attrs& at) {
 Outputs max_pool_forward(const Inputs& in, const Attrs& at, const TensorMeta& m) {
   Tensor out = alloc(m);
   Tensor idx = Tensor::empty(m.shape, DType::kI64);
-  cpu::max_pool2d(in[0].contiguous(), pool_params(at), out, idx);
+  cpu::max_pool2d(in[0].contiguous(), pool_params(at), out, idx, at.ints.size() == 7 && at.ints[6] != 0);
   return {out, idx};
 }
 Outputs avg_pool_forward(const Inputs& in, const Attrs& at, const TensorMeta& m) {

@@ -225,8 +225,10 @@ Tensor conv2d_backward_weight(const Tensor& x, const Tensor& gy, const Shape& we
   return apply(OpKind::kConv2dBackwardWeight, {x, gy}, at);
 }
 
-Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
-  return apply(OpKind::kMaxPool2d, {x}, pool_attrs(kernel, stride, padding));
+Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding, bool relu) {
+  Attrs at = pool_attrs(kernel, stride, padding);
+  if (relu) at.ints.push_back(1);
+  return apply(OpKind::kMaxPool2d, {x}, at);
 }
 Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
   return apply(OpKind::kAvgPool2d, {x}, pool_attrs(kernel, stride, padding));

@@ -112,7 +112,9 @@ Tensor conv2d_backward_input(const Tensor& gy, const Tensor& w, const Shape& inp
 Tensor conv2d_backward_weight(const Tensor& x, const Tensor& gy, const Shape& weight_shape,
                               const Conv2dOptions& opt);
 // stride 0 means stride = kernel (PyTorch's default).
-Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+// With relu: relu(max_pool2d(x)), which equals max_pool2d(relu(x)), in one kernel; its
+// gradient is masked on the pooled side.
+Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0, int64_t padding = 0, bool relu = false);
 Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
 
 // ---- indexing ---------------------------------------------------------------------------

@@ -44,7 +44,9 @@ struct Pool2dParams {
 };
 
 // Max pooling: y [N, C, OH, OW] and idx (i64, flat offset h*W+w inside each H x W plane).
-void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx);
+// With relu, y = max(y, 0) afterwards: relu(max_pool(x)) = max_pool(relu(x)), the indices
+// being those of the unrectified maximum.
+void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx, bool relu = false);
 // Average pooling counting padded cells (PyTorch's count_include_pad=True), and its adjoint.
 void avg_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y);
 void avg_pool2d_backward(const Tensor& gy, const Pool2dParams& p, Tensor& gx);

@@ -47,7 +47,7 @@ inline bool pool2x2_plane_fast(const double*, const PoolGeom&, double*, int64_t*
 
 }  // namespace
 
-void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx) {
+void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx, bool relu) {
   PoolGeom g = pool_geometry(x.shape(), p, "max_pool2d");
   int64_t* pi = idx.data<int64_t>();
   LOOM_DISPATCH_FLOAT(x.dtype(), "max_pool2d", [&] {
@@ -56,10 +56,9 @@ void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx) 
     const bool k2 = p.kernel_h == 2 && p.kernel_w == 2 && p.stride_h == 2 && p.stride_w == 2 && p.pad_h == 0 &&
                     p.pad_w == 0;
     const bool use_avx512 = active_isa() >= Isa::kAvx512 && g.H * g.W < (int64_t{1} << 31);
-    parallel_for(0, g.planes, 8, [&](int64_t lo, int64_t hi) {
-      for (int64_t pl = lo; pl < hi; ++pl) {
+    auto plane = [&](int64_t pl) {
         const scalar_t* in = px + pl * g.H * g.W;
-        if (k2 && use_avx512 && pool2x2_plane_fast(in, g, py + pl * g.OH * g.OW, pi + pl * g.OH * g.OW)) continue;
+        if (k2 && use_avx512 && pool2x2_plane_fast(in, g, py + pl * g.OH * g.OW, pi + pl * g.OH * g.OW)) return;
         if (k2) {
           // The common 2x2/2 window: no bounds checks, first maximum wins, NaN propagates.
           for (int64_t oh = 0; oh < g.OH; ++oh) {
@@ -87,7 +86,7 @@ void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx) 
               io[ow] = arg;
             }
           }
-          continue;
+          return;
         }
         for (int64_t oh = 0; oh < g.OH; ++oh)
           for (int64_t ow = 0; ow < g.OW; ++ow) {
@@ -111,6 +110,14 @@ void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx) 
             py[o] = best;
             pi[o] = arg;
           }
+    };
+    parallel_for(0, g.planes, 8, [&](int64_t lo, int64_t hi) {
+      for (int64_t pl = lo; pl < hi; ++pl) {
+        plane(pl);
+        if (relu) {  // relu of the window's maximum, while the plane's outputs are in cache
+          scalar_t* yo = py + pl * g.OH * g.OW;
+          for (int64_t i = 0; i < g.OH * g.OW; ++i) yo[i] = yo[i] > scalar_t(0) ? yo[i] : scalar_t(0);
+        }
       }
     });
   });
