@@ -103,6 +103,8 @@ const std::map<std::string, OpFn>& op_cases() {
       {"matmul_mat_vec", [](const V& x) { return matmul(x[0], x[1]); }},
       {"matmul_large", [](const V& x) { return matmul(x[0], x[1]); }},
       {"conv2d_pad1_bias", [](const V& x) { return conv2d(x[0], x[1], x[2], Conv2dOptions::make(1, 1)); }},
+      {"max_pool2d_backward",
+       [](const V& x) { return max_pool2d_backward(x[1], max_pool2d_with_indices(x[0], 2).second, x[0].shape(), 2); }},
       {"max_pool2d_relu", [](const V& x) { return max_pool2d(x[0], 2, 2, 0, /*relu=*/true); }},
       {"conv2d_bias_relu",
        [](const V& x) { return conv2d(x[0], x[1], x[2], Conv2dOptions::make(1, 1, 1, 1, /*relu=*/true)); }},

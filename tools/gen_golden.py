@@ -132,6 +132,10 @@ case("relu_backward", lambda g, y: torch.ops.aten.threshold_backward(g, y, 0.0),
 case("conv2d_bias_relu", lambda x, w, b: torch.relu(F.conv2d(x, w, b, padding=1)),
      [((2, 3, 7, 6), N), ((16, 3, 3, 3), N), ((16,), N)])
 case("max_pool2d_relu", lambda x: torch.relu(F.max_pool2d(x, 2)), [((2, 3, 6, 8), D)])
+case("max_pool2d_backward",
+     lambda x, g: torch.ops.aten.max_pool2d_with_indices_backward(
+         g, x, [2, 2], [2, 2], [0, 0], [1, 1], False, F.max_pool2d(x, 2, return_indices=True)[1]),
+     [((2, 3, 7, 9), D), ((2, 3, 3, 4), N)])
 
 
 def enc(t):

@@ -372,6 +372,23 @@ Outputs avg_pool_forward(const Inputs& in, const Attrs& at, const TensorMeta& m)
   cpu::avg_pool2d(in[0].contiguous(), pool_params(at), out);
   return {out};
 }
+// max_pool2d_backward(g, idx): g [N, C, OH, OW] added at the argmax positions idx (i64,
+// flat h*W+w inside each plane, as max_pool2d records them) of a zero [N, C, H, W].
+TensorMeta max_pool_bwd_shape(const Inputs& in, const Attrs& at) {
+  require_float(in[0], "max_pool2d_backward");
+  LOOM_CHECK(in[1].dtype() == DType::kI64, "max_pool2d_backward: indices must be i64, got {}",
+             dtype_name(in[1].dtype()));
+  Shape ys = pool_out_shape(at.shape, pool_params(at), "max_pool2d_backward");
+  LOOM_CHECK(ys == in[0].shape() && ys == in[1].shape(),
+             "max_pool2d_backward: gradient {} and indices {} must both be the pooled shape {}",
+             shape_str(in[0].shape()), shape_str(in[1].shape()), shape_str(ys));
+  return {at.shape, in[0].dtype()};
+}
+Outputs max_pool_bwd_forward(const Inputs& in, const Attrs& at, const TensorMeta& m) {
+  Tensor out = alloc(m);
+  cpu::max_pool2d_backward(in[0].contiguous(), in[1].contiguous(), pool_params(at), out);
+  return {out};
+}
 TensorMeta avg_pool_bwd_shape(const Inputs& in, const Attrs& at) {
   require_float(in[0], "avg_pool2d_backward");
   Shape ys = pool_out_shape(at.shape, pool_params(at), "avg_pool2d_backward");
@@ -657,6 +674,7 @@ const std::array<OpDef, static_cast<size_t>(OpKind::kCount)> kTable = {{
     {"conv2d_backward_input", 2, conv2d_bwd_input_shape, conv2d_bwd_input_forward, R(conv2d_backward_input)},
     {"conv2d_backward_weight", 2, conv2d_bwd_weight_shape, conv2d_bwd_weight_forward, R(conv2d_backward_weight)},
     {"max_pool2d", 1, pool_shape, max_pool_forward, R(max_pool2d)},
+    {"max_pool2d_backward", 2, max_pool_bwd_shape, max_pool_bwd_forward, R(max_pool2d_backward)},
     {"avg_pool2d", 1, pool_shape, avg_pool_forward, R(avg_pool2d)},
     {"avg_pool2d_backward", 1, avg_pool_bwd_shape, avg_pool_bwd_forward, R(avg_pool2d_backward)},
     {"gather", 2, gather_shape, gather_forward, R(gather)},
@@ -690,7 +708,7 @@ double op_flops(OpKind op, const std::vector<Tensor>& in, const TensorMeta& meta
     case OpKind::kConv2dBackwardInput: return 2.0 * n(in[0]) * per_channel(in[1].shape());
     case OpKind::kConv2dBackwardWeight: return 2.0 * n(in[1]) * per_channel(meta.shape);
     case OpKind::kSum: case OpKind::kAmax: case OpKind::kAmin: case OpKind::kArgmax:
-    case OpKind::kMaxPool2d: case OpKind::kAvgPool2d: case OpKind::kAvgPool2dBackward:
+    case OpKind::kMaxPool2d: case OpKind::kMaxPool2dBackward: case OpKind::kAvgPool2d: case OpKind::kAvgPool2dBackward:
       return n(in[0]);
     case OpKind::kSoftmax: case OpKind::kLogSoftmax: return 4.0 * n(in[0]);
     case OpKind::kCast: case OpKind::kIdentity: case OpKind::kGather: case OpKind::kScatterAdd:
@@ -714,6 +732,10 @@ std::string op_trace_args(OpKind op, const std::vector<Tensor>& in, const Tensor
 }
 
 Tensor apply(OpKind op, const std::vector<Tensor>& inputs, const Attrs& attrs) {
+  return apply_all(op, inputs, attrs)[0];
+}
+
+std::vector<Tensor> apply_all(OpKind op, const std::vector<Tensor>& inputs, const Attrs& attrs) {
   const OpDef& def = op_def(op);
   if (def.arity >= 0) {
     LOOM_CHECK(static_cast<int>(inputs.size()) == def.arity, "{}: expected {} inputs, got {}", def.name,
@@ -757,7 +779,8 @@ Tensor apply(OpKind op, const std::vector<Tensor>& inputs, const Attrs& attrs) {
       }
     }
   }
-  return out;
+  aux.insert(aux.begin(), out);
+  return aux;
 }
 
 }  // namespace loom

@@ -29,7 +29,7 @@ enum class OpKind : uint16_t {
   kSum, kAmax, kAmin, kArgmax, kSoftmax, kLogSoftmax,
   // linear algebra and convolution
   kMatmul, kConv2d, kConv2dBackwardInput, kConv2dBackwardWeight,
-  kMaxPool2d, kAvgPool2d, kAvgPool2dBackward,
+  kMaxPool2d, kMaxPool2dBackward, kAvgPool2d, kAvgPool2dBackward,
   // indexing
   kGather, kScatterAdd, kIndexSelect, kIndexAdd, kConcat,
   // views and their adjoints
@@ -83,6 +83,8 @@ std::string op_trace_args(OpKind op, const std::vector<Tensor>& inputs, const Te
 // Runs a primitive: shape rule, kernel, then tape recording and tangent propagation; traced as
 // an "op" span when loom/profile tracing is on.
 Tensor apply(OpKind op, const std::vector<Tensor>& inputs, const Attrs& attrs = {});
+// The same, returning the output followed by the op's auxiliary outputs (max_pool2d's argmax).
+std::vector<Tensor> apply_all(OpKind op, const std::vector<Tensor>& inputs, const Attrs& attrs = {});
 
 // VJP and JVP rules (defined in vjp_jvp.cpp), referenced by the table.
 namespace rules {
@@ -102,7 +104,7 @@ LOOM_DECLARE_RULES(sum) LOOM_DECLARE_RULES(amax) LOOM_DECLARE_RULES(amin)
 LOOM_DECLARE_RULES(softmax) LOOM_DECLARE_RULES(log_softmax)
 LOOM_DECLARE_RULES(matmul) LOOM_DECLARE_RULES(conv2d)
 LOOM_DECLARE_RULES(conv2d_backward_input) LOOM_DECLARE_RULES(conv2d_backward_weight)
-LOOM_DECLARE_RULES(max_pool2d) LOOM_DECLARE_RULES(avg_pool2d)
+LOOM_DECLARE_RULES(max_pool2d) LOOM_DECLARE_RULES(max_pool2d_backward) LOOM_DECLARE_RULES(avg_pool2d)
 LOOM_DECLARE_RULES(avg_pool2d_backward)
 LOOM_DECLARE_RULES(gather) LOOM_DECLARE_RULES(scatter_add)
 LOOM_DECLARE_RULES(index_select) LOOM_DECLARE_RULES(index_add) LOOM_DECLARE_RULES(concat)

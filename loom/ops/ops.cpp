@@ -225,6 +225,18 @@ Tensor conv2d_backward_weight(const Tensor& x, const Tensor& gy, const Shape& we
   return apply(OpKind::kConv2dBackwardWeight, {x, gy}, at);
 }
 
+std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
+  std::vector<Tensor> r = apply_all(OpKind::kMaxPool2d, {x}, pool_attrs(kernel, stride, padding));
+  return {r[0], r[1]};
+}
+
+Tensor max_pool2d_backward(const Tensor& g, const Tensor& indices, const Shape& input_shape, int64_t kernel,
+                           int64_t stride, int64_t padding) {
+  Attrs at = pool_attrs(kernel, stride, padding);
+  at.shape = input_shape;
+  return apply(OpKind::kMaxPool2dBackward, {g, indices}, at);
+}
+
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding, bool relu) {
   Attrs at = pool_attrs(kernel, stride, padding);
   if (relu) at.ints.push_back(1);

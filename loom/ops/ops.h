@@ -115,6 +115,14 @@ Tensor conv2d_backward_weight(const Tensor& x, const Tensor& gy, const Shape& we
 // With relu: relu(max_pool2d(x)), which equals max_pool2d(relu(x)), in one kernel; its
 // gradient is masked on the pooled side.
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0, int64_t padding = 0, bool relu = false);
+// The pooled output and its argmax indices (i64, flat h*W+w within each plane, as PyTorch's
+// return_indices).
+std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, int64_t kernel, int64_t stride = 0,
+                                                  int64_t padding = 0);
+// Adjoint of max pooling: g [N, C, OH, OW] placed at `indices` in a zero tensor of
+// input_shape (PyTorch's max_pool2d_with_indices_backward). Differentiable in g.
+Tensor max_pool2d_backward(const Tensor& g, const Tensor& indices, const Shape& input_shape, int64_t kernel,
+                           int64_t stride = 0, int64_t padding = 0);
 Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
 
 // ---- indexing ---------------------------------------------------------------------------

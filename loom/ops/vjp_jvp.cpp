@@ -345,19 +345,28 @@ Tensor flat_idx(const Tensor& idx) {
 bool pool_relu(const Attrs& at) { return at.ints.size() == 7 && at.ints[6] != 0; }
 }  // namespace
 Ts max_pool2d_vjp(const Node& n, const Tensor& g_out) {
-  const Shape& xs = n.inputs[0].shape();
   // A fused relu masks the pooled gradient (a quarter of the input's size for 2 x 2).
   const Tensor g = pool_relu(n.attrs) ? relu_backward(g_out, n.out()) : g_out;
-  const Shape& gs = g.shape();
-  Tensor flat = scatter_add(reshape(g, {gs[0], gs[1], gs[2] * gs[3]}), 2, flat_idx(n.aux[0]),
-                            {xs[0], xs[1], xs[2] * xs[3]});
-  return {reshape(flat, xs)};
+  Attrs at = n.attrs;
+  at.ints.resize(6);
+  at.shape = n.inputs[0].shape();
+  return {apply(OpKind::kMaxPool2dBackward, {g, n.aux[0]}, at)};
 }
 Tensor max_pool2d_jvp(const Ts& in, const Ts& t, const Attrs& at, const Tensor& y, const Ts& aux) {
   const Shape& xs = in[0].shape();
   Tensor flat = gather(reshape(t[0], {xs[0], xs[1], xs[2] * xs[3]}), 2, flat_idx(aux[0]));
   Tensor r = reshape(flat, y.shape());
   return pool_relu(at) ? relu_backward(r, y) : r;
+}
+// Linear in g: the adjoint is a gather of the cotangent at the indices.
+Ts max_pool2d_backward_vjp(const Node& n, const Tensor& g) {
+  const Shape& s = n.inputs[0].shape();
+  const Shape& xs = g.shape();
+  Tensor flat = gather(reshape(g, {xs[0], xs[1], xs[2] * xs[3]}), 2, flat_idx(n.inputs[1]));
+  return {reshape(flat, s), Tensor()};
+}
+Tensor max_pool2d_backward_jvp(const Ts& in, const Ts& t, const Attrs& at, const Tensor&, const Ts&) {
+  return t[0].defined() ? apply(OpKind::kMaxPool2dBackward, {t[0], in[1]}, at) : Tensor();
 }
 Ts avg_pool2d_vjp(const Node& n, const Tensor& g) {
   Attrs at = n.attrs;

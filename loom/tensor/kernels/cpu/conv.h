@@ -47,6 +47,9 @@ struct Pool2dParams {
 // With relu, y = max(y, 0) afterwards: relu(max_pool(x)) = max_pool(relu(x)), the indices
 // being those of the unrectified maximum.
 void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx, bool relu = false);
+// Adjoint: gx (zeroed here) gets g at the plane-local indices idx; an index outside its
+// plane is an error. 2 x 2 / stride 2 windows write each input element once (AVX-512).
+void max_pool2d_backward(const Tensor& g, const Tensor& idx, const Pool2dParams& p, Tensor& gx);
 // Average pooling counting padded cells (PyTorch's count_include_pad=True), and its adjoint.
 void avg_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y);
 void avg_pool2d_backward(const Tensor& gy, const Pool2dParams& p, Tensor& gx);

@@ -10,7 +10,10 @@
 namespace loom::cpu {
 namespace detail {
 void max_pool2x2_plane_avx512(const float* in, int64_t W, int64_t OH, int64_t OW, float* y, int64_t* idx);
-// (pool_avx512.cpp)
+// One plane of the 2x2 backward; false (nothing trusted) when an index is not inside its
+// own window. (pool_avx512.cpp)
+bool max_pool2x2_backward_plane_avx512(const float* g, const int64_t* idx, int64_t H, int64_t W, int64_t OH,
+                                       int64_t OW, float* gx);
 }
 namespace {
 
@@ -44,6 +47,11 @@ inline bool pool2x2_plane_fast(const float* in, const PoolGeom& g, float* y, int
   return true;
 }
 inline bool pool2x2_plane_fast(const double*, const PoolGeom&, double*, int64_t*) { return false; }
+
+inline bool pool2x2_backward_fast(const float* g, const int64_t* idx, const PoolGeom& pg, float* gx) {
+  return detail::max_pool2x2_backward_plane_avx512(g, idx, pg.H, pg.W, pg.OH, pg.OW, gx);
+}
+inline bool pool2x2_backward_fast(const double*, const int64_t*, const PoolGeom&, double*) { return false; }
 
 }  // namespace
 
@@ -117,6 +125,33 @@ void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx, 
         if (relu) {  // relu of the window's maximum, while the plane's outputs are in cache
           scalar_t* yo = py + pl * g.OH * g.OW;
           for (int64_t i = 0; i < g.OH * g.OW; ++i) yo[i] = yo[i] > scalar_t(0) ? yo[i] : scalar_t(0);
+        }
+      }
+    });
+  });
+}
+
+void max_pool2d_backward(const Tensor& g, const Tensor& idx, const Pool2dParams& p, Tensor& gx) {
+  PoolGeom pg = pool_geometry(gx.shape(), p, "max_pool2d_backward");
+  const int64_t* pi = idx.data<int64_t>();
+  const int64_t plane_in = pg.H * pg.W, plane_out = pg.OH * pg.OW;
+  LOOM_DISPATCH_FLOAT(g.dtype(), "max_pool2d_backward", [&] {
+    const scalar_t* pgr = g.data<scalar_t>();
+    scalar_t* po = gx.data<scalar_t>();
+    const bool fast = p.kernel_h == 2 && p.kernel_w == 2 && p.stride_h == 2 && p.stride_w == 2 && p.pad_h == 0 &&
+                      p.pad_w == 0 && active_isa() >= Isa::kAvx512 && plane_in < (int64_t{1} << 31);
+    parallel_for(0, pg.planes, 8, [&](int64_t lo, int64_t hi) {
+      for (int64_t pl = lo; pl < hi; ++pl) {
+        const scalar_t* gp = pgr + pl * plane_out;
+        const int64_t* ip = pi + pl * plane_out;
+        scalar_t* out = po + pl * plane_in;
+        if (fast && pool2x2_backward_fast(gp, ip, pg, out)) continue;
+        // General windows (they may overlap): zero the plane, then add at each index.
+        std::fill(out, out + plane_in, scalar_t(0));
+        for (int64_t k = 0; k < plane_out; ++k) {
+          LOOM_CHECK(ip[k] >= 0 && ip[k] < plane_in, "max_pool2d_backward: index {} is outside a {}x{} plane", ip[k],
+                     pg.H, pg.W);
+          out[ip[k]] += gp[k];
         }
       }
     });

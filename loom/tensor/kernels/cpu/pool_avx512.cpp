@@ -56,4 +56,64 @@ void max_pool2x2_plane_avx512(const float* in, int64_t W, int64_t OH, int64_t n,
   }
 }
 
+// Backward of the 2x2 / stride-2 window: every input element is written once (the gradient
+// where it was its window's argmax, else zero), 16 windows per step: the index's offset
+// inside its window picks one of four lanes patterns, which permutes interleave into the
+// two input rows. Columns and a row left over by an odd width or height are zeroed. An
+// index outside its own window returns false (the plane partly written; the caller
+// rewrites it).
+// GCC 12's AVX-512 headers seed some conversions with undefined registers, which
+// -Wmaybe-uninitialized reports (GCC bug 105593); the values are never read.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+bool max_pool2x2_backward_plane_avx512(const float* g, const int64_t* idx, int64_t H, int64_t W, int64_t OH,
+                                       int64_t OW, float* gx) {
+  const __m512i lane2 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i one = _mm512_set1_epi32(1), w = _mm512_set1_epi32(static_cast<int32_t>(W));
+  const __m512i w1 = _mm512_add_epi32(w, one);
+  // Interleave even (a) and odd (b) columns: low and high 16 of the 32.
+  const __m512i lo_perm = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi_perm = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    float* top = gx + 2 * oh * W;
+    float* bot = top + W;
+    for (int64_t ow = 0; ow < OW; ow += 16) {
+      const int64_t valid = OW - ow < 16 ? OW - ow : 16;
+      const __mmask16 m = static_cast<__mmask16>((1u << valid) - 1);
+      const __m512 gv = _mm512_maskz_loadu_ps(m, g + oh * OW + ow);
+      const __m512i i_lo64 = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(m), idx + oh * OW + ow);
+      const __m512i i_hi64 = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(m >> 8), idx + oh * OW + ow + 8);
+      // Indices in [0, 2^31) survive the narrowing to 32 bits unchanged.
+      const __m512i limit = _mm512_set1_epi64(int64_t{1} << 31);
+      const __mmask16 narrow_ok = static_cast<__mmask16>(_mm512_cmplt_epu64_mask(i_lo64, limit) |
+                                                         (_mm512_cmplt_epu64_mask(i_hi64, limit) << 8));
+      const __m512i iv =
+          _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(i_lo64)), _mm512_cvtepi64_epi32(i_hi64), 1);
+      const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * oh * W + 2 * ow)), lane2);
+      const __m512i rel = _mm512_sub_epi32(iv, base);
+      const __mmask16 k0 = _mm512_cmpeq_epi32_mask(rel, _mm512_setzero_si512()), k1 = _mm512_cmpeq_epi32_mask(rel, one);
+      const __mmask16 kw = _mm512_cmpeq_epi32_mask(rel, w), kw1 = _mm512_cmpeq_epi32_mask(rel, w1);
+      // Every valid lane's index must lie in its own window; otherwise the caller redoes the
+      // plane with the general loop (which also reports indices outside the plane).
+      if (static_cast<__mmask16>((k0 | k1 | kw | kw1) & narrow_ok & m) != m) return false;
+      const __m512 zero = _mm512_setzero_ps();
+      const __m512 t0 = _mm512_mask_mov_ps(zero, k0, gv), t1 = _mm512_mask_mov_ps(zero, k1, gv);
+      const __m512 b0 = _mm512_mask_mov_ps(zero, kw, gv), b1 = _mm512_mask_mov_ps(zero, kw1, gv);
+      const int64_t cols = 2 * valid;  // input columns covered by these windows
+      const __mmask16 m_lo = static_cast<__mmask16>(cols >= 16 ? 0xFFFFu : (1u << cols) - 1);
+      const __mmask16 m_hi = static_cast<__mmask16>(cols > 16 ? (1u << (cols - 16)) - 1 : 0);
+      _mm512_mask_storeu_ps(top + 2 * ow, m_lo, _mm512_permutex2var_ps(t0, lo_perm, t1));
+      _mm512_mask_storeu_ps(top + 2 * ow + 16, m_hi, _mm512_permutex2var_ps(t0, hi_perm, t1));
+      _mm512_mask_storeu_ps(bot + 2 * ow, m_lo, _mm512_permutex2var_ps(b0, lo_perm, b1));
+      _mm512_mask_storeu_ps(bot + 2 * ow + 16, m_hi, _mm512_permutex2var_ps(b0, hi_perm, b1));
+    }
+    for (int64_t c = 2 * OW; c < W; ++c) top[c] = bot[c] = 0.0f;
+  }
+  for (int64_t r = 2 * OH; r < H; ++r)
+    for (int64_t c = 0; c < W; ++c) gx[r * W + c] = 0.0f;
+  return true;
+}
+#pragma GCC diagnostic pop
+
 }  // namespace loom::cpu::detail
