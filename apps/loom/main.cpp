@@ -2,9 +2,11 @@
 #include <cstdio>
 
 #include "apps/loom/commands.h"
+#include "apps/loom/peers.h"
 #include "loom/base/error.h"
 
 int main(int argc, char** argv) {
+  loom::peers::reexec_for_openblas_peer(argc, argv);
   CLI::App app{"Loom: an ML-systems stack in one C++ codebase (tensors, kernels, autodiff, ...)", "loom"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "loom 0.1");

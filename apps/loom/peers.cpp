@@ -1,8 +1,13 @@
 #include "apps/loom/peers.h"
 
 #include <dlfcn.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -27,10 +32,22 @@ void* open_first(std::initializer_list<const char*> names) {
 
 }  // namespace
 
+void reexec_for_openblas_peer(int argc, char** argv) {
+  if (argc < 3 || std::string(argv[1]) != "bench" || std::string(argv[2]) != "gemm") return;
+  if (!std::getenv("OPENBLAS_CORETYPE") && !std::getenv("OPENBLAS_L2_SIZE")) return;
+  unsetenv("OPENBLAS_CORETYPE");
+  unsetenv("OPENBLAS_L2_SIZE");
+  execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
+  std::fprintf(stderr, "# could not re-execute without OPENBLAS_CORETYPE (%s); OpenBLAS keeps its forced core\n",
+               std::strerror(errno));
+}
+
 SgemmPeer openblas() {
   SgemmPeer p{"openblas", "", nullptr, nullptr};
   // OpenBLAS reads these in its constructor: unset them before it is loaded, so it picks
-  // the kernel for the real CPU (its best) rather than the Haswell fallback set here.
+  // the kernel for the real CPU (its best) rather than the Haswell fallback set here. (When
+  // it is already loaded -- CLP links it through LAPACK -- reexec_for_openblas_peer has
+  // restarted the process without them.)
   unsetenv("OPENBLAS_CORETYPE");
   unsetenv("OPENBLAS_L2_SIZE");
   void* h = open_first({"libopenblas.so.0", "libopenblas.so", "libopenblasp.so.0"});

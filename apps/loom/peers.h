@@ -18,6 +18,10 @@ struct SgemmPeer {
 };
 
 SgemmPeer openblas();
+// OpenBLAS is loaded at start-up (CLP links it through LAPACK) and fixes its kernel from
+// OPENBLAS_CORETYPE then: for `loom bench gemm`, re-executes the process with that variable
+// (and OPENBLAS_L2_SIZE) unset so the peer runs its best kernel. Returns if nothing to do.
+void reexec_for_openblas_peer(int argc, char** argv);
 SgemmPeer onednn();
 
 // One convolution layer in oneDNN at its best: layouts of its own choosing ("any"), with

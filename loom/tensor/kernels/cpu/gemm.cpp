@@ -82,7 +82,12 @@ void pack_a(const GemmOperand& A, int64_t ic, int64_t pc, int64_t mc, int64_t kc
   for (int64_t i0 = 0; i0 < mc; i0 += mr) {
     const int64_t rows = std::min<int64_t>(mr, mc - i0);
     const float* src = A.data + (ic + i0) * A.row_stride + pc * A.col_stride;
-    if (A.col_stride == 1) {
+    if (A.col_stride == 1 && active_isa() >= Isa::kAvx512) {
+      // Row-major A: the panel is the rows' transpose (16 x 16 register transposes).
+      transpose_f32_avx512(src, A.row_stride, rows, kc, dst, mr);
+      for (int64_t i = rows; i < mr; ++i)
+        for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = 0.0f;
+    } else if (A.col_stride == 1) {
       // Row-major A: read each row contiguously, scatter into the (L1-resident) panel.
       for (int64_t i = 0; i < rows; ++i) {
         const float* s = src + i * A.row_stride;
