@@ -111,6 +111,14 @@ void pack_b_panel(const GemmOperand& B, int64_t pc, int64_t col0, int64_t cols, 
                   int nr, float* dst) {
   const float* src = B.data + pc * B.row_stride + col0 * B.col_stride;
   if (B.col_stride == 1 && cols == nr) {
+    if (nr == 32) {  // the AVX-512 panel: a fixed-length copy the compiler unrolls (no memcpy call per row)
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* s = src + k * B.row_stride;
+        float* d = dst + k * 32;
+        for (int j = 0; j < 32; ++j) d[j] = s[j];
+      }
+      return;
+    }
     for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * nr, src + k * B.row_stride, nr * sizeof(float));
     return;
   }
