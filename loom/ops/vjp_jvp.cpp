@@ -343,6 +343,12 @@ Tensor flat_idx(const Tensor& idx) {
   return reshape(idx, {s[0], s[1], s[2] * s[3]});
 }
 bool pool_relu(const Attrs& at) { return at.ints.size() == 7 && at.ints[6] != 0; }
+// t [N, C, H, W] read at the pooling indices idx [N, C, OH, OW]: max pooling's JVP and the
+// adjoint of its backward.
+Tensor gather_at_pool_indices(const Tensor& t, const Tensor& idx) {
+  const Shape& s = t.shape();
+  return reshape(gather(reshape(t, {s[0], s[1], s[2] * s[3]}), 2, flat_idx(idx)), idx.shape());
+}
 }  // namespace
 Ts max_pool2d_vjp(const Node& n, const Tensor& g_out) {
   // A fused relu masks the pooled gradient (a quarter of the input's size for 2 x 2).
@@ -352,18 +358,13 @@ Ts max_pool2d_vjp(const Node& n, const Tensor& g_out) {
   at.shape = n.inputs[0].shape();
   return {apply(OpKind::kMaxPool2dBackward, {g, n.aux[0]}, at)};
 }
-Tensor max_pool2d_jvp(const Ts& in, const Ts& t, const Attrs& at, const Tensor& y, const Ts& aux) {
-  const Shape& xs = in[0].shape();
-  Tensor flat = gather(reshape(t[0], {xs[0], xs[1], xs[2] * xs[3]}), 2, flat_idx(aux[0]));
-  Tensor r = reshape(flat, y.shape());
+Tensor max_pool2d_jvp(const Ts&, const Ts& t, const Attrs& at, const Tensor& y, const Ts& aux) {
+  Tensor r = gather_at_pool_indices(t[0], aux[0]);
   return pool_relu(at) ? relu_backward(r, y) : r;
 }
 // Linear in g: the adjoint is a gather of the cotangent at the indices.
 Ts max_pool2d_backward_vjp(const Node& n, const Tensor& g) {
-  const Shape& s = n.inputs[0].shape();
-  const Shape& xs = g.shape();
-  Tensor flat = gather(reshape(g, {xs[0], xs[1], xs[2] * xs[3]}), 2, flat_idx(n.inputs[1]));
-  return {reshape(flat, s), Tensor()};
+  return {gather_at_pool_indices(g, n.inputs[1]), Tensor()};
 }
 Tensor max_pool2d_backward_jvp(const Ts& in, const Ts& t, const Attrs& at, const Tensor&, const Ts&) {
   return t[0].defined() ? apply(OpKind::kMaxPool2dBackward, {t[0], in[1]}, at) : Tensor();

@@ -9,14 +9,16 @@
 #include <vector>
 
 #include "loom/base/thread_pool.h"
+#include "loom/tensor/kernels/cpu/avx512_util.h"
 #include "loom/tensor/kernels/cpu/conv_direct.h"
 #include "loom/tensor/kernels/cpu/transpose.h"
 
 namespace loom::cpu::detail {
 namespace {
 
-// GCC 12's AVX-512 headers seed shuffles with _mm512_undefined_ps(), which -Wuninitialized
-// reports at every inlined use (GCC bug 105593); the values are never read.
+// GCC 12's AVX-512 headers seed shuffles and max with _mm512_undefined_ps(), which
+// -Wuninitialized reports at every inlined use (GCC bug 105593); the values are never read.
+// (For the whole file.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -81,16 +83,7 @@ void tiles_over(int NV, int64_t n, int64_t R, const float* vec, int64_t vs, cons
   }
 }
 
-// Horizontal sum of 16 lanes.
-inline float hsum(__m512 v) {
-  __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-  q = _mm_add_ss(q, _mm_movehdup_ps(q));
-  return _mm_cvtss_f32(q);
-}
-
-#pragma GCC diagnostic pop
+using simd512::hsum;
 
 template <typename T>
 T* scratch(std::vector<T>& v, size_t n) {
@@ -119,15 +112,21 @@ struct Plan {
       for (int64_t ow = 0; ow < d.OW; ++ow) pix[static_cast<size_t>(oh * d.OW + ow)] = oh * d.sh * Wp + ow * d.sw;
   }
 
-  // The Cg planes of group gi of image n, zero-padded into buf (or in place when unpadded).
-  const float* image(const ConvDims& d, const float* x, int64_t n, int64_t gi, std::vector<float>& buf) const {
+  // Copies the Cg planes of group gi of image n into dst, zero-padded, followed by `slack`
+  // zeroed floats.
+  void copy_padded(const ConvDims& d, const float* x, int64_t n, int64_t gi, float* dst, int64_t slack = 0) const {
     const float* src = x + (n * d.C + gi * Cg) * d.H * d.W;
-    if (!pad) return src;
-    float* p = scratch(buf, static_cast<size_t>(Cg * plane));
-    std::memset(p, 0, sizeof(float) * static_cast<size_t>(Cg * plane));
+    std::memset(dst, 0, sizeof(float) * static_cast<size_t>(Cg * plane + slack));
     for (int64_t c = 0; c < Cg; ++c)
       for (int64_t h = 0; h < d.H; ++h)
-        std::memcpy(p + c * plane + (h + d.ph) * Wp + d.pw, src + (c * d.H + h) * d.W, sizeof(float) * d.W);
+        std::memcpy(dst + c * plane + (h + d.ph) * Wp + d.pw, src + (c * d.H + h) * d.W, sizeof(float) * d.W);
+  }
+
+  // The planes of group gi of image n, zero-padded into buf (or in place when unpadded).
+  const float* image(const ConvDims& d, const float* x, int64_t n, int64_t gi, std::vector<float>& buf) const {
+    if (!pad) return x + (n * d.C + gi * Cg) * d.H * d.W;
+    float* p = scratch(buf, static_cast<size_t>(Cg * plane));
+    copy_padded(d, x, n, gi, p);
     return p;
   }
 };
@@ -264,15 +263,6 @@ std::vector<RowVec> row_vectors(const ConvDims& d, const Plan& pl) {
 // image get this much zeroed slack.
 constexpr int64_t kRowSlack = 16;
 
-// The Cg planes of group gi of image n, zero-padded, with kRowSlack zeroed floats after.
-void padded_rows(const ConvDims& d, const Plan& pl, const float* x, int64_t n, int64_t gi, float* dst) {
-  const float* src = x + (n * d.C + gi * pl.Cg) * d.H * d.W;
-  std::memset(dst, 0, sizeof(float) * static_cast<size_t>(pl.Cg * pl.plane + kRowSlack));
-  for (int64_t c = 0; c < pl.Cg; ++c)
-    for (int64_t h = 0; h < d.H; ++h)
-      std::memcpy(dst + c * pl.plane + (h + d.ph) * pl.Wp + d.pw, src + (c * d.H + h) * d.W, sizeof(float) * d.W);
-}
-
 bool use_rows(const ConvDims& d, const Plan& pl) { return d.sw == 1 && pl.CKK <= 32; }
 
 // Prefetching the next image's rows pays when the streamed tensor comes from DRAM (a 25 MB
@@ -295,7 +285,7 @@ void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float
     thread_local std::vector<float> xbuf;
     float* xi = scratch(xbuf, static_cast<size_t>(pl.Cg * pl.plane + kRowSlack));
     for (int64_t gi = 0; gi < d.G; ++gi) {
-      padded_rows(d, pl, x, n, gi, xi);
+      pl.copy_padded(d, x, n, gi, xi, kRowSlack);
       float* yg = y + (n * d.O + gi * pl.Og) * pl.L;
       // Channel tiles outer: each writes its few output planes front to back (a handful of
       // store streams, which matters once y no longer fits in the caches).
@@ -328,7 +318,7 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
       // Image by image: gy of one image is read front to back, its padded input stays in L1.
       for (int64_t n = d.N * p / parts; n < d.N * (p + 1) / parts; ++n)
         for (int64_t gi = 0; gi < d.G; ++gi) {
-          padded_rows(d, pl, x, n, gi, xi);
+          pl.copy_padded(d, x, n, gi, xi, kRowSlack);
           even_pieces(pl.Og, kWgradJ, [&](int64_t j0, int64_t j1) {
             even_pieces(pl.CKK, kWgradT, [&](int64_t t0, int64_t t1) {
               // Tile (j0.., t0..) keeps its (j1-j0) x (t1-t0) vectors contiguous at its own slot.
@@ -458,5 +448,7 @@ bool conv_direct_backward_input_avx512(const ConvDims& d, const float* gy, const
   conv_direct_forward_avx512(t, gy, wf, gx);
   return true;
 }
+
+#pragma GCC diagnostic pop
 
 }  // namespace loom::cpu::detail

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "loom/tensor/kernels/cpu/avx512_util.h"
 #include "loom/tensor/kernels/cpu/gemm.h"
 
 namespace loom::cpu::avx512 {
@@ -53,14 +54,7 @@ namespace {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-// Horizontal sum by lane shuffles.
-inline float hsum(__m512 v) {
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4e));  // swap 256-bit halves
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xb1));  // swap 128-bit lanes
-  v = _mm512_add_ps(v, _mm512_permute_ps(v, 0x4e));        // swap 64-bit pairs in a lane
-  v = _mm512_add_ps(v, _mm512_permute_ps(v, 0xb1));        // swap neighbours
-  return _mm512_cvtss_f32(v);
-}
+using simd512::hsum;
 
 // An MB x NB block of dot products over K: MB*NB zmm accumulators, K consumed 16 at a time
 // (a masked load for the tail), horizontal sums at the end.
