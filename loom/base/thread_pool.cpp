@@ -33,7 +33,12 @@ constexpr auto kSpin = std::chrono::microseconds(50);
 
 ThreadPool::ThreadPool(int num_threads) {
   LOOM_CHECK(num_threads >= 1, "ThreadPool: num_threads must be >= 1, got {}", num_threads);
-  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 1; i < num_threads; ++i) {
+    workers_.emplace_back([this] { worker_loop(); });
+    // Named for profilers (the sampler's flame graphs, top, perf) before the constructor
+    // returns, so a profiler armed right after sees the name, not the process's.
+    pthread_setname_np(workers_.back().native_handle(), ("loom-pool-" + std::to_string(i)).c_str());
+  }
 }
 
 ThreadPool::~ThreadPool() {
@@ -64,9 +69,7 @@ void ThreadPool::work_on(uint32_t gen) {
   }
 }
 
-void ThreadPool::worker_loop(int index) {
-  // Named for profilers (the sampler's flame graphs, top, perf).
-  pthread_setname_np(pthread_self(), ("loom-pool-" + std::to_string(index)).c_str());
+void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
     auto start = std::chrono::steady_clock::now();

@@ -39,7 +39,7 @@ class ThreadPool {
   bool try_run_team(int team, const std::function<void(int)>& fn);
 
  private:
-  void worker_loop(int index);
+  void worker_loop();
   void dispatch(int num_tasks, const std::function<void(int)>& fn);  // run_mutex_ held
   void dispatch_for_request(int num_tasks, const std::function<void(int)>& fn);
   void work_on(uint32_t gen);
