@@ -106,6 +106,20 @@ const std::map<std::string, OpFn>& op_cases() {
       {"max_pool2d_backward",
        [](const V& x) { return max_pool2d_backward(x[1], max_pool2d_with_indices(x[0], 2).second, x[0].shape(), 2); }},
       {"max_pool2d_relu", [](const V& x) { return max_pool2d(x[0], 2, 2, 0, /*relu=*/true); }},
+      {"conv2d_max_pool2d_relu",
+       [](const V& x) { return conv2d_max_pool2d(x[0], x[1], x[2], Conv2dOptions::make(1, 1, 1, 1, /*relu=*/true), 2); }},
+      {"conv2d_max_pool2d_k3s2p1_g2",
+       [](const V& x) { return conv2d_max_pool2d(x[0], x[1], Tensor(), Conv2dOptions::make(1, 0, 1, 2), 3, 2, 1); }},
+      {"conv2d_pooled_backward_input",
+       [](const V& x) {
+         return conv2d_pooled_backward_input(x[1], max_pool2d_with_indices(x[0], 2).second, x[2], {2, 3, 6, 7},
+                                             Conv2dOptions::make(1, 1), 2);
+       }},
+      {"conv2d_pooled_backward_weight",
+       [](const V& x) {
+         return conv2d_pooled_backward_weight(x[0], x[2], max_pool2d_with_indices(x[1], 2).second, {4, 3, 3, 3},
+                                              Conv2dOptions::make(1, 1), 2);
+       }},
       {"conv2d_bias_relu",
        [](const V& x) { return conv2d(x[0], x[1], x[2], Conv2dOptions::make(1, 1, 1, 1, /*relu=*/true)); }},
       {"conv2d_s2_d2_g2", [](const V& x) { return conv2d(x[0], x[1], Tensor(), Conv2dOptions::make(2, 1, 2, 2)); }},

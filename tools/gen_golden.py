@@ -136,6 +136,26 @@ case("max_pool2d_backward",
      lambda x, g: torch.ops.aten.max_pool2d_with_indices_backward(
          g, x, [2, 2], [2, 2], [0, 0], [1, 1], False, F.max_pool2d(x, 2, return_indices=True)[1]),
      [((2, 3, 7, 9), D), ((2, 3, 3, 4), N)])
+# conv2d_max_pool2d (one op) and its two adjoints; the adjoints' input z only fixes the
+# argmax indices (max pooling of z, distinct values), so they are bilinear in the other two
+# inputs: smooth, second derivatives checked.
+case("conv2d_max_pool2d_relu", lambda x, w, b: F.max_pool2d(torch.relu(F.conv2d(x, w, b, padding=1)), 2),
+     [((3, 3, 7, 6), N), ((5, 3, 3, 3), N), ((5,), N)])
+case("conv2d_max_pool2d_k3s2p1_g2", lambda x, w: F.max_pool2d(F.conv2d(x, w, groups=2), 3, 2, 1),
+     [((2, 4, 9, 8), N), ((6, 2, 3, 3), N)])
+
+
+def _pool_grad(z, g):
+    idx = F.max_pool2d(z, 2, return_indices=True)[1]
+    return torch.ops.aten.max_pool2d_with_indices_backward(g, z, [2, 2], [2, 2], [0, 0], [1, 1], False, idx)
+
+
+case("conv2d_pooled_backward_input",
+     lambda z, g, w: torch.nn.grad.conv2d_input((2, 3, 6, 7), w, _pool_grad(z, g), padding=1),
+     [((2, 4, 6, 7), D), ((2, 4, 3, 3), N), ((4, 3, 3, 3), N)], True)
+case("conv2d_pooled_backward_weight",
+     lambda x, z, g: torch.nn.grad.conv2d_weight(x, (4, 3, 3, 3), _pool_grad(z, g), padding=1),
+     [((2, 3, 6, 7), N), ((2, 4, 6, 7), D), ((2, 4, 3, 3), N)], True)
 
 
 def enc(t):

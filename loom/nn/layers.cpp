@@ -108,11 +108,13 @@ Tensor Sequential::forward(const Tensor& x) {
       if (conv && !conv->options.relu && dynamic_cast<ReLU*>(layers_[i + 1].get())) {
         auto* pool = i + 2 < layers_.size() ? dynamic_cast<MaxPool2d*>(layers_[i + 2].get()) : nullptr;
         if (pool) {
-          // Conv2d, ReLU, MaxPool2d: relu commutes with max, so it runs on the pooled
-          // output inside the pooling kernel, and its gradient mask is applied to the
-          // pooled gradient -- a quarter of the activation for 2 x 2 windows.
-          h = conv2d(h, conv->weight, conv->bias, conv->options);
-          h = max_pool2d(h, pool->kernel, pool->stride, pool->padding, /*relu=*/true);
+          // Conv2d, ReLU, MaxPool2d: one conv2d_max_pool2d op. The convolution runs a few
+          // images at a time into a cache-sized buffer that the pooling reads at once (the
+          // full-size activation and its gradient never go to memory); relu commutes with
+          // max, so it runs on the pooled output and its gradient mask on the pooled side.
+          Conv2dOptions o = conv->options;
+          o.relu = true;
+          h = conv2d_max_pool2d(h, conv->weight, conv->bias, o, pool->kernel, pool->stride, pool->padding);
           i += 2;
           continue;
         }

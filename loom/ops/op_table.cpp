@@ -402,6 +402,89 @@ Outputs avg_pool_bwd_forward(const Inputs& in, const Attrs& at, const TensorMeta
   return {out};
 }
 
+// ---- convolution + max pooling in one op (conv2d_max_pool2d) and its two adjoints --------
+// ints: the 7 conv2d parameters, the 6 pool parameters, then (forward only) the relu flag.
+
+struct ConvPoolAttrs {
+  cpu::Conv2dParams conv;
+  cpu::Pool2dParams pool;
+  bool relu;
+};
+
+ConvPoolAttrs conv_pool_params(const Attrs& at, const char* op) {
+  LOOM_CHECK(at.ints.size() == 13 || at.ints.size() == 14, "{}: expected 13 or 14 integer attributes, got {}", op,
+             at.ints.size());
+  Attrs c, p;
+  c.ints.assign(at.ints.begin(), at.ints.begin() + 7);
+  p.ints.assign(at.ints.begin() + 7, at.ints.begin() + 13);
+  return {conv_params(c), pool_params(p), at.ints.size() == 14 && at.ints[13] != 0};
+}
+
+// The pooled shape of conv(x, w) followed by the pooling, validating both.
+Shape conv_pool_out_shape(const Shape& xs, const Shape& ws, const ConvPoolAttrs& a, const char* op) {
+  return pool_out_shape(conv_out_shape(xs, ws, a.conv, op), a.pool, op);
+}
+
+void require_pool_indices(const Tensor& g, const Tensor& idx, const Shape& pooled, const char* op) {
+  LOOM_CHECK(idx.dtype() == DType::kI64, "{}: indices must be i64, got {}", op, dtype_name(idx.dtype()));
+  LOOM_CHECK(g.shape() == pooled && idx.shape() == pooled,
+             "{}: gradient {} and indices {} must both be the pooled shape {}", op, shape_str(g.shape()),
+             shape_str(idx.shape()), shape_str(pooled));
+}
+
+// conv2d_max_pool2d(x, w[, bias]) -> pooled y (+ aux: argmax indices in the conv planes).
+TensorMeta conv_pool_shape(const Inputs& in, const Attrs& at) {
+  const char* op = "conv2d_max_pool2d";
+  LOOM_CHECK(in.size() == 2 || in.size() == 3, "{}: expected 2 or 3 inputs (x, w[, bias]), got {}", op, in.size());
+  require_float(in[0], op);
+  require_same_dtype(in, op);
+  Shape out = conv_pool_out_shape(in[0].shape(), in[1].shape(), conv_pool_params(at, op), op);
+  if (in.size() == 3)
+    LOOM_CHECK(in[2].dim() == 1 && in[2].shape()[0] == in[1].shape()[0], "{}: bias {} must be [{}]", op,
+               shape_str(in[2].shape()), in[1].shape()[0]);
+  return {out, in[0].dtype()};
+}
+Outputs conv_pool_forward(const Inputs& in, const Attrs& at, const TensorMeta& m) {
+  const ConvPoolAttrs a = conv_pool_params(at, "conv2d_max_pool2d");
+  Tensor out = alloc(m);
+  Tensor idx = Tensor::empty(m.shape, DType::kI64);
+  cpu::conv2d_max_pool2d(in[0].contiguous(), in[1].contiguous(), a.conv, in.size() == 3 ? in[2].contiguous() : Tensor(),
+                         a.pool, a.relu, out, idx);
+  return {out, idx};
+}
+
+// conv2d_pooled_backward_input(g, idx, w), attrs.shape = x's shape.
+TensorMeta conv_pool_bwd_input_shape(const Inputs& in, const Attrs& at) {
+  const char* op = "conv2d_pooled_backward_input";
+  require_float(in[0], op);
+  LOOM_CHECK(in[0].dtype() == in[2].dtype(), "{}: gradient ({}) and weight ({}) dtypes differ", op,
+             dtype_name(in[0].dtype()), dtype_name(in[2].dtype()));
+  require_pool_indices(in[0], in[1], conv_pool_out_shape(at.shape, in[2].shape(), conv_pool_params(at, op), op), op);
+  return {at.shape, in[0].dtype()};
+}
+Outputs conv_pool_bwd_input_forward(const Inputs& in, const Attrs& at, const TensorMeta& m) {
+  const ConvPoolAttrs a = conv_pool_params(at, "conv2d_pooled_backward_input");
+  Tensor out = alloc(m);
+  cpu::conv2d_pooled_backward_input(in[0].contiguous(), in[1].contiguous(), a.pool, in[2].contiguous(), a.conv, out);
+  return {out};
+}
+
+// conv2d_pooled_backward_weight(x, g, idx), attrs.shape = w's shape.
+TensorMeta conv_pool_bwd_weight_shape(const Inputs& in, const Attrs& at) {
+  const char* op = "conv2d_pooled_backward_weight";
+  require_float(in[0], op);
+  LOOM_CHECK(in[0].dtype() == in[1].dtype(), "{}: input ({}) and gradient ({}) dtypes differ", op,
+             dtype_name(in[0].dtype()), dtype_name(in[1].dtype()));
+  require_pool_indices(in[1], in[2], conv_pool_out_shape(in[0].shape(), at.shape, conv_pool_params(at, op), op), op);
+  return {at.shape, in[0].dtype()};
+}
+Outputs conv_pool_bwd_weight_forward(const Inputs& in, const Attrs& at, const TensorMeta& m) {
+  const ConvPoolAttrs a = conv_pool_params(at, "conv2d_pooled_backward_weight");
+  Tensor out = alloc(m);
+  cpu::conv2d_pooled_backward_weight(in[0].contiguous(), in[1].contiguous(), in[2].contiguous(), a.pool, a.conv, out);
+  return {out};
+}
+
 // ---- indexing -----------------------------------------------------------------------------
 
 void check_index_like(const Shape& a, const Shape& b, int64_t axis, const char* op) {
@@ -677,6 +760,11 @@ const std::array<OpDef, static_cast<size_t>(OpKind::kCount)> kTable = {{
     {"max_pool2d_backward", 2, max_pool_bwd_shape, max_pool_bwd_forward, R(max_pool2d_backward)},
     {"avg_pool2d", 1, pool_shape, avg_pool_forward, R(avg_pool2d)},
     {"avg_pool2d_backward", 1, avg_pool_bwd_shape, avg_pool_bwd_forward, R(avg_pool2d_backward)},
+    {"conv2d_max_pool2d", -1, conv_pool_shape, conv_pool_forward, R(conv2d_max_pool2d)},
+    {"conv2d_pooled_backward_input", 3, conv_pool_bwd_input_shape, conv_pool_bwd_input_forward,
+     R(conv2d_pooled_backward_input)},
+    {"conv2d_pooled_backward_weight", 3, conv_pool_bwd_weight_shape, conv_pool_bwd_weight_forward,
+     R(conv2d_pooled_backward_weight)},
     {"gather", 2, gather_shape, gather_forward, R(gather)},
     {"scatter_add", 2, scatter_add_shape, scatter_add_forward, R(scatter_add)},
     {"index_select", 2, index_select_shape, index_select_forward, R(index_select)},
@@ -697,7 +785,7 @@ const std::array<OpDef, static_cast<size_t>(OpKind::kCount)> kTable = {{
 const OpDef& op_def(OpKind op) { return kTable.at(static_cast<size_t>(op)); }
 const char* op_name(OpKind op) { return op_def(op).name; }
 
-double op_flops(OpKind op, const std::vector<Tensor>& in, const TensorMeta& meta) {
+double op_flops(OpKind op, const std::vector<Tensor>& in, const Attrs& attrs, const TensorMeta& meta) {
   const double out_n = static_cast<double>(numel(meta.shape));
   auto n = [](const Tensor& t) { return static_cast<double>(t.numel()); };
   // Per output element of a convolution: one multiply-add per weight of one output channel.
@@ -707,6 +795,14 @@ double op_flops(OpKind op, const std::vector<Tensor>& in, const TensorMeta& meta
     case OpKind::kConv2d: return 2.0 * out_n * per_channel(in[1].shape());
     case OpKind::kConv2dBackwardInput: return 2.0 * n(in[0]) * per_channel(in[1].shape());
     case OpKind::kConv2dBackwardWeight: return 2.0 * n(in[1]) * per_channel(meta.shape);
+    // The fused convolution + pooling ops: the convolution's work, over its (unpooled) output.
+    case OpKind::kConv2dMaxPool2d: case OpKind::kConv2dPooledBackwardInput: case OpKind::kConv2dPooledBackwardWeight: {
+      const Shape& ws = op == OpKind::kConv2dMaxPool2d ? in[1].shape()
+                        : op == OpKind::kConv2dPooledBackwardInput ? in[2].shape() : attrs.shape;
+      const Shape& xs = op == OpKind::kConv2dPooledBackwardInput ? attrs.shape : in[0].shape();
+      const Shape z = conv_out_shape(xs, ws, conv_pool_params(attrs, op_name(op)).conv, op_name(op));
+      return 2.0 * static_cast<double>(numel(z)) * per_channel(ws);
+    }
     case OpKind::kSum: case OpKind::kAmax: case OpKind::kAmin: case OpKind::kArgmax:
     case OpKind::kMaxPool2d: case OpKind::kMaxPool2dBackward: case OpKind::kAvgPool2d: case OpKind::kAvgPool2dBackward:
       return n(in[0]);
@@ -719,7 +815,7 @@ double op_flops(OpKind op, const std::vector<Tensor>& in, const TensorMeta& meta
   }
 }
 
-std::string op_trace_args(OpKind op, const std::vector<Tensor>& in, const TensorMeta& meta) {
+std::string op_trace_args(OpKind op, const std::vector<Tensor>& in, const Attrs& attrs, const TensorMeta& meta) {
   std::string shapes;
   double bytes = static_cast<double>(numel(meta.shape)) * static_cast<double>(dtype_size(meta.dtype));
   for (size_t i = 0; i < in.size(); ++i) {
@@ -728,7 +824,7 @@ std::string op_trace_args(OpKind op, const std::vector<Tensor>& in, const Tensor
     bytes += static_cast<double>(in[i].nbytes());
   }
   return fmt::format(R"("shapes":"{}","out":"{}","dtype":"{}","flops":{:.0f},"bytes":{:.0f})", shapes,
-                     shape_str(meta.shape), dtype_name(meta.dtype), op_flops(op, in, meta), bytes);
+                     shape_str(meta.shape), dtype_name(meta.dtype), op_flops(op, in, attrs, meta), bytes);
 }
 
 Tensor apply(OpKind op, const std::vector<Tensor>& inputs, const Attrs& attrs) {
@@ -753,7 +849,7 @@ std::vector<Tensor> apply_all(OpKind op, const std::vector<Tensor>& inputs, cons
     throw Error(msg);
   }
   profile::Span span(def.name, "op");
-  if (span.active()) span.set_args(op_trace_args(op, inputs, meta));
+  if (span.active()) span.set_args(op_trace_args(op, inputs, attrs, meta));
   std::vector<Tensor> res = def.forward(inputs, attrs, meta);
   Tensor out = res[0];
   // The output must be a fresh impl: autodiff state is attached to it.

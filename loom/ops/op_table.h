@@ -30,6 +30,7 @@ enum class OpKind : uint16_t {
   // linear algebra and convolution
   kMatmul, kConv2d, kConv2dBackwardInput, kConv2dBackwardWeight,
   kMaxPool2d, kMaxPool2dBackward, kAvgPool2d, kAvgPool2dBackward,
+  kConv2dMaxPool2d, kConv2dPooledBackwardInput, kConv2dPooledBackwardWeight,
   // indexing
   kGather, kScatterAdd, kIndexSelect, kIndexAdd, kConcat,
   // views and their adjoints
@@ -77,8 +78,9 @@ const char* op_name(OpKind op);
 
 // Floating-point operations of one application (a multiply-add counts 2), and the profile
 // arguments of an op span (input shapes, output, dtype, flops, bytes moved).
-double op_flops(OpKind op, const std::vector<Tensor>& inputs, const TensorMeta& meta);
-std::string op_trace_args(OpKind op, const std::vector<Tensor>& inputs, const TensorMeta& meta);
+double op_flops(OpKind op, const std::vector<Tensor>& inputs, const Attrs& attrs, const TensorMeta& meta);
+std::string op_trace_args(OpKind op, const std::vector<Tensor>& inputs, const Attrs& attrs,
+                          const TensorMeta& meta);
 
 // Runs a primitive: shape rule, kernel, then tape recording and tangent propagation; traced as
 // an "op" span when loom/profile tracing is on.
@@ -106,6 +108,8 @@ LOOM_DECLARE_RULES(matmul) LOOM_DECLARE_RULES(conv2d)
 LOOM_DECLARE_RULES(conv2d_backward_input) LOOM_DECLARE_RULES(conv2d_backward_weight)
 LOOM_DECLARE_RULES(max_pool2d) LOOM_DECLARE_RULES(max_pool2d_backward) LOOM_DECLARE_RULES(avg_pool2d)
 LOOM_DECLARE_RULES(avg_pool2d_backward)
+LOOM_DECLARE_RULES(conv2d_max_pool2d) LOOM_DECLARE_RULES(conv2d_pooled_backward_input)
+LOOM_DECLARE_RULES(conv2d_pooled_backward_weight)
 LOOM_DECLARE_RULES(gather) LOOM_DECLARE_RULES(scatter_add)
 LOOM_DECLARE_RULES(index_select) LOOM_DECLARE_RULES(index_add) LOOM_DECLARE_RULES(concat)
 LOOM_DECLARE_RULES(reshape) LOOM_DECLARE_RULES(permute) LOOM_DECLARE_RULES(slice)

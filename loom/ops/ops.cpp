@@ -246,6 +246,46 @@ Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
   return apply(OpKind::kAvgPool2d, {x}, pool_attrs(kernel, stride, padding));
 }
 
+namespace {
+// conv2d_max_pool2d's attributes: the convolution's 7, the pooling's 6, then relu.
+Attrs conv_pool_attrs(const Conv2dOptions& conv, int64_t kernel, int64_t stride, int64_t padding, bool with_relu) {
+  Attrs at = conv_attrs(conv);
+  at.ints.resize(7);
+  const Attrs p = pool_attrs(kernel, stride, padding);
+  at.ints.insert(at.ints.end(), p.ints.begin(), p.ints.end());
+  if (with_relu) at.ints.push_back(conv.relu ? 1 : 0);
+  return at;
+}
+std::vector<Tensor> conv_pool_inputs(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  return bias.defined() ? std::vector<Tensor>{x, w, bias} : std::vector<Tensor>{x, w};
+}
+}  // namespace
+
+Tensor conv2d_max_pool2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dOptions& conv,
+                         int64_t kernel, int64_t stride, int64_t padding) {
+  return apply(OpKind::kConv2dMaxPool2d, conv_pool_inputs(x, w, bias), conv_pool_attrs(conv, kernel, stride, padding, true));
+}
+std::pair<Tensor, Tensor> conv2d_max_pool2d_with_indices(const Tensor& x, const Tensor& w, const Tensor& bias,
+                                                         const Conv2dOptions& conv, int64_t kernel, int64_t stride,
+                                                         int64_t padding) {
+  std::vector<Tensor> r = apply_all(OpKind::kConv2dMaxPool2d, conv_pool_inputs(x, w, bias),
+                                    conv_pool_attrs(conv, kernel, stride, padding, true));
+  return {r[0], r[1]};
+}
+Tensor conv2d_pooled_backward_input(const Tensor& g, const Tensor& indices, const Tensor& w, const Shape& input_shape,
+                                    const Conv2dOptions& conv, int64_t kernel, int64_t stride, int64_t padding) {
+  Attrs at = conv_pool_attrs(conv, kernel, stride, padding, false);
+  at.shape = input_shape;
+  return apply(OpKind::kConv2dPooledBackwardInput, {g, indices, w}, at);
+}
+Tensor conv2d_pooled_backward_weight(const Tensor& x, const Tensor& g, const Tensor& indices,
+                                     const Shape& weight_shape, const Conv2dOptions& conv, int64_t kernel,
+                                     int64_t stride, int64_t padding) {
+  Attrs at = conv_pool_attrs(conv, kernel, stride, padding, false);
+  at.shape = weight_shape;
+  return apply(OpKind::kConv2dPooledBackwardWeight, {x, g, indices}, at);
+}
+
 // ---- indexing ---------------------------------------------------------------------------
 
 namespace {

@@ -124,6 +124,27 @@ std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, int64_t kerne
 Tensor max_pool2d_backward(const Tensor& g, const Tensor& indices, const Shape& input_shape, int64_t kernel,
                            int64_t stride = 0, int64_t padding = 0);
 Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+// conv2d (+ bias) followed by max_pool2d, as one op: the convolution runs a few images at
+// a time into a cache-sized buffer that the pooling reads back at once, so the full-size
+// activation is never written to memory, and its gradient is never built either (the
+// adjoints below go from the pooled gradient straight to the input and weight gradients).
+// conv.relu applies relu after the pooling (= before it; the gradient is masked on the
+// pooled side). Same values as max_pool2d(conv2d(x, w, bias, conv), kernel, stride,
+// padding); the indices are those max_pool2d would record on the convolution's output.
+Tensor conv2d_max_pool2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dOptions& conv,
+                         int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+std::pair<Tensor, Tensor> conv2d_max_pool2d_with_indices(const Tensor& x, const Tensor& w, const Tensor& bias,
+                                                         const Conv2dOptions& conv, int64_t kernel,
+                                                         int64_t stride = 0, int64_t padding = 0);
+// Its adjoints (differentiable), from the pooled gradient g and the indices:
+//   conv2d_backward_input(max_pool2d_backward(g, indices), w) and
+//   conv2d_backward_weight(x, max_pool2d_backward(g, indices)).
+Tensor conv2d_pooled_backward_input(const Tensor& g, const Tensor& indices, const Tensor& w, const Shape& input_shape,
+                                    const Conv2dOptions& conv, int64_t kernel, int64_t stride = 0,
+                                    int64_t padding = 0);
+Tensor conv2d_pooled_backward_weight(const Tensor& x, const Tensor& g, const Tensor& indices,
+                                     const Shape& weight_shape, const Conv2dOptions& conv, int64_t kernel,
+                                     int64_t stride = 0, int64_t padding = 0);
 
 // ---- indexing ---------------------------------------------------------------------------
 Tensor gather(const Tensor& x, int64_t axis, const Tensor& index);

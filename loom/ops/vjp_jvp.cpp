@@ -7,6 +7,7 @@
 
 #include "loom/autodiff/graph.h"
 #include "loom/ops/ops.h"
+#include "loom/tensor/kernels/cpu/conv.h"
 
 namespace loom::rules {
 namespace {
@@ -368,6 +369,71 @@ Ts max_pool2d_backward_vjp(const Node& n, const Tensor& g) {
 }
 Tensor max_pool2d_backward_jvp(const Ts& in, const Ts& t, const Attrs& at, const Tensor&, const Ts&) {
   return t[0].defined() ? apply(OpKind::kMaxPool2dBackward, {t[0], in[1]}, at) : Tensor();
+}
+// conv2d_max_pool2d and its adjoints. Attribute ints: 7 conv parameters, 6 pool parameters
+// (+ the forward's relu flag); the adjoints take the first 13 and a shape (x's or w's).
+namespace {
+Attrs conv_pool_adjoint_attrs(const Attrs& at, const Shape& shape) {
+  Attrs a = at;
+  a.ints.resize(13);
+  a.shape = shape;
+  return a;
+}
+Tensor pooled_backward_input(const Tensor& g, const Tensor& idx, const Tensor& w, const Attrs& at, const Shape& xs) {
+  return apply(OpKind::kConv2dPooledBackwardInput, {g, idx, w}, conv_pool_adjoint_attrs(at, xs));
+}
+Tensor pooled_backward_weight(const Tensor& x, const Tensor& g, const Tensor& idx, const Attrs& at, const Shape& ws) {
+  return apply(OpKind::kConv2dPooledBackwardWeight, {x, g, idx}, conv_pool_adjoint_attrs(at, ws));
+}
+// The convolution part of the attributes, without an activation.
+Conv2dOptions conv_part(const Attrs& at) {
+  Attrs c = at;
+  c.ints.resize(7);
+  return conv_opts(c);
+}
+}  // namespace
+
+Ts conv2d_max_pool2d_vjp(const Node& n, const Tensor& g_out) {
+  const Tensor &x = n.inputs[0], &w = n.inputs[1], &idx = n.aux[0];
+  // A fused relu masks the pooled gradient, as max_pool2d's does.
+  const Tensor g = n.attrs.ints.size() == 14 && n.attrs.ints[13] ? relu_backward(g_out, n.out()) : g_out;
+  Ts grads = {needs(n, 0) ? pooled_backward_input(g, idx, w, n.attrs, x.shape()) : Tensor(),
+              needs(n, 1) ? pooled_backward_weight(x, g, idx, n.attrs, w.shape()) : Tensor()};
+  // Every pooled gradient lands on exactly one convolution output: the bias gradient is
+  // their sum.
+  if (n.inputs.size() == 3) grads.push_back(needs(n, 2) ? sum(g, {0, 2, 3}) : Tensor());
+  return grads;
+}
+Tensor conv2d_max_pool2d_jvp(const Ts& in, const Ts& t, const Attrs& at, const Tensor& y, const Ts& aux) {
+  const Conv2dOptions o = conv_part(at);
+  const Shape &xs = in[0].shape(), &ws = in[1].shape();
+  const Shape zs = {xs[0], ws[0], cpu::conv_out_size(xs[2], ws[2], o.stride_h, o.pad_h, o.dilation_h, "conv2d"),
+                    cpu::conv_out_size(xs[3], ws[3], o.stride_w, o.pad_w, o.dilation_w, "conv2d")};
+  Tensor tz = sum_terms(t[0].defined() ? conv2d(t[0], in[1], Tensor(), o) : Tensor(),
+                        t[1].defined() ? conv2d(in[0], t[1], Tensor(), o) : Tensor(), zs);
+  if (t.size() == 3 && t[2].defined()) tz = sum_terms(tz, reshape(t[2], {1, ws[0], 1, 1}), zs);
+  Tensor r = gather_at_pool_indices(tz, aux[0]);
+  return at.ints.size() == 14 && at.ints[13] ? relu_backward(r, y) : r;
+}
+// gx = conv2d_backward_input(max_pool2d_backward(g, idx), w): linear in g and in w.
+Ts conv2d_pooled_backward_input_vjp(const Node& n, const Tensor& c) {
+  const Tensor &g = n.inputs[0], &idx = n.inputs[1], &w = n.inputs[2];
+  return {needs(n, 0) ? gather_at_pool_indices(conv2d(c, w, Tensor(), conv_part(n.attrs)), idx) : Tensor(), Tensor(),
+          needs(n, 2) ? pooled_backward_weight(c, g, idx, n.attrs, w.shape()) : Tensor()};
+}
+Tensor conv2d_pooled_backward_input_jvp(const Ts& in, const Ts& t, const Attrs& at, const Tensor& y, const Ts&) {
+  return sum_terms(t[0].defined() ? pooled_backward_input(t[0], in[1], in[2], at, at.shape) : Tensor(),
+                   t[2].defined() ? pooled_backward_input(in[0], in[1], t[2], at, at.shape) : Tensor(), y.shape());
+}
+// gw = conv2d_backward_weight(x, max_pool2d_backward(g, idx)): linear in x and in g.
+Ts conv2d_pooled_backward_weight_vjp(const Node& n, const Tensor& c) {
+  const Tensor &x = n.inputs[0], &g = n.inputs[1], &idx = n.inputs[2];
+  return {needs(n, 0) ? pooled_backward_input(g, idx, c, n.attrs, x.shape()) : Tensor(),
+          needs(n, 1) ? gather_at_pool_indices(conv2d(x, c, Tensor(), conv_part(n.attrs)), idx) : Tensor(), Tensor()};
+}
+Tensor conv2d_pooled_backward_weight_jvp(const Ts& in, const Ts& t, const Attrs& at, const Tensor& y, const Ts&) {
+  return sum_terms(t[0].defined() ? pooled_backward_weight(t[0], in[1], in[2], at, at.shape) : Tensor(),
+                   t[1].defined() ? pooled_backward_weight(in[0], t[1], in[2], at, at.shape) : Tensor(), y.shape());
 }
 Ts avg_pool2d_vjp(const Node& n, const Tensor& g) {
   Attrs at = n.attrs;

@@ -49,6 +49,18 @@ TEST(OpErrors, ConvAndPoolShapes) {
   expect_error([] { conv2d(Tensor::ones({1, 3, 2, 2}), Tensor::ones({4, 3, 3, 3})); }, {"conv2d", "does not fit"});
   expect_error([] { conv2d(Tensor::ones({3, 5, 5}), Tensor::ones({4, 3, 3, 3})); }, {"conv2d", "4-D"});
   expect_error([] { max_pool2d(Tensor::ones({1, 1, 4, 4}), 2, 2, 2); }, {"padding"});
+  const Conv2dOptions pad1 = Conv2dOptions::make(1, 1);
+  expect_error([] { conv2d_max_pool2d(Tensor::ones({1, 3, 5, 5}), Tensor::ones({4, 2, 3, 3}), Tensor(), {}, 2); },
+               {"conv2d_max_pool2d", "3 channels"});
+  expect_error([] { conv2d_max_pool2d(Tensor::ones({1, 1, 3, 3}), Tensor::ones({2, 1, 3, 3}), Tensor(), {}, 2); },
+               {"conv2d_max_pool2d", "does not fit"});
+  expect_error([&] { conv2d_max_pool2d(Tensor::ones({1, 1, 4, 4}), Tensor::ones({2, 1, 3, 3}), Tensor::ones({3}), pad1, 2); },
+               {"conv2d_max_pool2d", "bias"});
+  auto [y, idx] = conv2d_max_pool2d_with_indices(Tensor::ones({1, 1, 4, 4}), Tensor::ones({2, 1, 3, 3}), Tensor(), pad1, 2);
+  expect_error([&] { conv2d_pooled_backward_input(Tensor::ones({1, 2, 3, 3}), idx, Tensor::ones({2, 1, 3, 3}), {1, 1, 4, 4}, pad1, 2); },
+               {"conv2d_pooled_backward_input", "[1, 2, 3, 3]", "pooled shape [1, 2, 2, 2]"});
+  expect_error([&] { conv2d_pooled_backward_weight(Tensor::ones({1, 1, 4, 4}), y, y, {2, 1, 3, 3}, pad1, 2); },
+               {"conv2d_pooled_backward_weight", "i64"});
 }
 
 TEST(OpErrors, ReshapeAndViews) {

@@ -161,5 +161,71 @@ TEST(ConvDirect, WeightGradientIsDeterministic) {
   set_num_threads(2);
 }
 
+// conv2d_max_pool2d and its adjoints run chunks of a few images through the same kernels:
+// they must equal conv2d then max_pool2d (and the unfused adjoints) on any thread count,
+// with uneven last chunks, one image per chunk (a 28 x 28 x 32 output fills a chunk), a
+// batch smaller than the thread count, overlapping windows with padding, groups, f32 on
+// both paths and f64.
+struct PoolCase {
+  int64_t N, C, H, W, O, K, pad, groups, pool, pool_stride, pool_pad;
+};
+
+void check_conv_pool(const PoolCase& c, DType dt) {
+  cpu::Conv2dParams cp;
+  cp.pad_h = cp.pad_w = c.pad;
+  cp.groups = c.groups;
+  const cpu::Pool2dParams pp{c.pool, c.pool, c.pool_stride, c.pool_stride, c.pool_pad, c.pool_pad};
+  Tensor x = Tensor::randn({c.N, c.C, c.H, c.W}, dt), w = Tensor::randn({c.O, c.C / c.groups, c.K, c.K}, dt);
+  Tensor b = Tensor::randn({c.O}, dt);
+  const int64_t OH = cpu::conv_out_size(c.H, c.K, 1, c.pad, 1, "t"), OW = cpu::conv_out_size(c.W, c.K, 1, c.pad, 1, "t");
+  const int64_t PH = cpu::conv_out_size(OH, c.pool, c.pool_stride, c.pool_pad, 1, "t");
+  const int64_t PW = cpu::conv_out_size(OW, c.pool, c.pool_stride, c.pool_pad, 1, "t");
+  // Reference: the ops one by one.
+  Tensor z = Tensor::empty({c.N, c.O, OH, OW}, dt), y_ref = Tensor::empty({c.N, c.O, PH, PW}, dt);
+  Tensor idx_ref = Tensor::empty({c.N, c.O, PH, PW}, DType::kI64);
+  cpu::conv2d_forward(x, w, cp, z, b);
+  cpu::max_pool2d(z, pp, y_ref, idx_ref, /*relu=*/true);
+  Tensor y = Tensor::empty(y_ref.shape(), dt), idx = Tensor::empty(idx_ref.shape(), DType::kI64);
+  cpu::conv2d_max_pool2d(x, w, cp, b, pp, /*relu=*/true, y, idx);
+  // Each image's convolution is computed the same way whatever the chunk: equal bitwise.
+  EXPECT_EQ(y.to_vector<double>(), y_ref.to_vector<double>());
+  EXPECT_EQ(idx.to_vector<int64_t>(), idx_ref.to_vector<int64_t>());
+  Tensor g = Tensor::randn(y.shape(), dt), dz = Tensor::empty(z.shape(), dt);
+  cpu::max_pool2d_backward(g, idx, pp, dz);
+  Tensor gx_ref = Tensor::empty(x.shape(), dt), gx = Tensor::empty(x.shape(), dt);
+  cpu::conv2d_backward_input(dz, w, cp, gx_ref);
+  cpu::conv2d_pooled_backward_input(g, idx, pp, w, cp, gx);
+  EXPECT_EQ(gx.to_vector<double>(), gx_ref.to_vector<double>());
+  Tensor gw_ref = Tensor::empty(w.shape(), dt), gw = Tensor::empty(w.shape(), dt);
+  cpu::conv2d_backward_weight(x, dz, cp, gw_ref);
+  cpu::conv2d_pooled_backward_weight(x, g, idx, pp, cp, gw);
+  // Summed chunk by chunk instead of per thread: equal up to rounding.
+  const auto a = gw.to_vector<double>(), r = gw_ref.to_vector<double>();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], r[i], 1e-4 * (1.0 + std::abs(r[i]))) << "gw " << i;
+}
+
+TEST(ConvPool, ChunkedEqualsConvThenPoolAndTheirAdjoints) {
+  const std::vector<PoolCase> cases = {
+      {7, 1, 28, 28, 32, 3, 1, 1, 2, 2, 0},  // the cnn's first layer: one image per chunk
+      {9, 32, 14, 14, 64, 3, 1, 1, 2, 2, 0},  // the second: several, the last one short
+      {1, 8, 10, 9, 16, 3, 1, 1, 2, 2, 0},    // one image, odd width
+      {5, 4, 9, 9, 8, 3, 0, 2, 3, 2, 1},      // groups, overlapping padded windows
+  };
+  for (int threads : {1, 2, 3})
+    for (Isa isa : {Isa::kAvx512, Isa::kAvx2})
+      for (DType dt : {DType::kF32, DType::kF64}) {
+        if ((isa == Isa::kAvx512 && active_isa() < Isa::kAvx512) || (dt == DType::kF64 && isa == Isa::kAvx2)) continue;
+        set_isa_override(isa);
+        set_num_threads(threads);
+        for (const PoolCase& c : cases) {
+          SCOPED_TRACE(testing::Message() << "threads " << threads << " isa " << static_cast<int>(isa) << " "
+                                          << dtype_name(dt) << " N" << c.N << " C" << c.C << " O" << c.O);
+          check_conv_pool(c, dt);
+        }
+      }
+  set_isa_override(Isa::kAvx512);
+  set_num_threads(2);
+}
+
 }  // namespace
 }  // namespace loom

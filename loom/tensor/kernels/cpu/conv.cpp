@@ -1,5 +1,6 @@
 #include "loom/tensor/kernels/cpu/conv.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -186,21 +187,24 @@ struct Chunking {
   bool parallel_gemm;
 };
 
+// Chunks of about `nb` of N images; when there are at least as many chunks as threads,
+// their count is made a multiple of the thread count (equal work per thread).
+Chunking balanced_chunks(int64_t N, int64_t nb, int64_t threads) {
+  nb = std::max<int64_t>(1, std::min(nb, (N + threads - 1) / threads));
+  int64_t chunks = (N + nb - 1) / nb;
+  if (chunks >= threads) {
+    chunks = (chunks + threads - 1) / threads * threads;
+    nb = std::max<int64_t>(1, (N + chunks - 1) / chunks);
+    chunks = (N + nb - 1) / nb;
+  }
+  return {nb, chunks, chunks < threads};
+}
+
 Chunking chunking(const Geom& g) {
-  const int64_t threads = num_threads();
   // Few patch rows (CKK, e.g. 9 for a 1-channel 3x3 layer) make the GEMM store-bound
   // whatever its width: one image per chunk then lets it write straight into the output.
   const int64_t target_cols = g.CKK < 64 ? 1 : 2048;
-  int64_t nb = std::max<int64_t>(1, target_cols / std::max<int64_t>(g.L, 1));
-  nb = std::min(nb, std::max<int64_t>(1, (g.N + threads - 1) / threads));
-  int64_t chunks = (g.N + nb - 1) / nb;
-  if (chunks >= threads) {
-    // Equal work per thread: a chunk count that is a multiple of the thread count.
-    chunks = (chunks + threads - 1) / threads * threads;
-    nb = (g.N + chunks - 1) / chunks;
-    chunks = (g.N + nb - 1) / nb;
-  }
-  return {nb, chunks, chunks < threads};
+  return balanced_chunks(g.N, target_cols / std::max<int64_t>(g.L, 1), num_threads());
 }
 
 template <typename F>
@@ -381,6 +385,100 @@ void conv2d_backward_input(const Tensor& gy, const Tensor& w, const Conv2dParams
 
 void conv2d_backward_weight(const Tensor& x, const Tensor& gy, const Conv2dParams& p, Tensor& gw) {
   LOOM_DISPATCH_FLOAT(x.dtype(), "conv2d_backward_weight", [&] { backward_weight_impl<scalar_t>(x, gy, p, gw); });
+}
+
+// ---- convolution + max pooling, image chunk by image chunk ----------------------------------
+
+namespace {
+
+// Conv output kept per chunk: small enough that it is still in L2 when the pooling (or, in
+// the backward passes, the convolution) reads it back.
+constexpr int64_t kPoolChunkBytes = 256 << 10;
+
+// Images [n0, n1) of a contiguous NCHW tensor, as a view.
+Tensor batch_view(const Tensor& t, int64_t n0, int64_t n1) {
+  Shape s = t.shape();
+  s[0] = n1 - n0;
+  return t.as_strided(s, t.strides(), t.offset() + n0 * t.strides()[0]);
+}
+
+struct ConvPoolGeom {
+  Shape conv;  // [N, O, OH, OW] before pooling
+  Chunking ch;
+};
+
+ConvPoolGeom conv_pool_geometry(const Shape& xs, const Shape& ws, const Conv2dParams& p, DType dtype) {
+  Geom g = geometry(xs, ws, p);
+  const int64_t per_image = std::max<int64_t>(1, g.O * g.L * static_cast<int64_t>(dtype_size(dtype)));
+  return {{g.N, g.O, g.OH, g.OW}, balanced_chunks(g.N, kPoolChunkBytes / per_image, num_threads())};
+}
+
+// fn(chunk, n0, n1, scratch) for every chunk; scratch is a per-thread [nb, O, OH, OW]
+// buffer. Chunks are spread over the threads (the kernels inside then run on the calling
+// thread), unless there are fewer chunks than threads: then chunk by chunk, each kernel
+// using all threads.
+template <typename F>
+void for_conv_pool_chunks(const ConvPoolGeom& cg, DType dtype, F fn) {
+  const int64_t N = cg.conv[0], nb = cg.ch.nb;
+  auto body = [&](int64_t lo, int64_t hi) {
+    Shape s = cg.conv;
+    s[0] = nb;
+    Tensor scratch = Tensor::empty(s, dtype);
+    for (int64_t c = lo; c < hi; ++c) {
+      const int64_t n0 = c * nb, n1 = std::min(N, n0 + nb);
+      fn(c, n0, n1, n1 - n0 == nb ? scratch : batch_view(scratch, 0, n1 - n0));
+    }
+  };
+  if (cg.ch.parallel_gemm) {
+    body(0, cg.ch.chunks);
+  } else {
+    parallel_for(0, cg.ch.chunks, 1, body);
+  }
+}
+
+}  // namespace
+
+void conv2d_max_pool2d(const Tensor& x, const Tensor& w, const Conv2dParams& cp, const Tensor& bias,
+                       const Pool2dParams& pp, bool relu, Tensor& y, Tensor& idx) {
+  const ConvPoolGeom cg = conv_pool_geometry(x.shape(), w.shape(), cp, x.dtype());
+  for_conv_pool_chunks(cg, x.dtype(), [&](int64_t, int64_t n0, int64_t n1, Tensor z) {
+    conv2d_forward(batch_view(x, n0, n1), w, cp, z, bias);
+    Tensor yv = batch_view(y, n0, n1), iv = batch_view(idx, n0, n1);
+    max_pool2d(z, pp, yv, iv, relu);
+  });
+}
+
+void conv2d_pooled_backward_input(const Tensor& g, const Tensor& idx, const Pool2dParams& pp, const Tensor& w,
+                                  const Conv2dParams& cp, Tensor& gx) {
+  const ConvPoolGeom cg = conv_pool_geometry(gx.shape(), w.shape(), cp, g.dtype());
+  for_conv_pool_chunks(cg, g.dtype(), [&](int64_t, int64_t n0, int64_t n1, Tensor dz) {
+    max_pool2d_backward(batch_view(g, n0, n1), batch_view(idx, n0, n1), pp, dz);
+    Tensor gxv = batch_view(gx, n0, n1);
+    conv2d_backward_input(dz, w, cp, gxv);
+  });
+}
+
+void conv2d_pooled_backward_weight(const Tensor& x, const Tensor& g, const Tensor& idx, const Pool2dParams& pp,
+                                   const Conv2dParams& cp, Tensor& gw) {
+  const ConvPoolGeom cg = conv_pool_geometry(x.shape(), gw.shape(), cp, x.dtype());
+  // One weight gradient per chunk, added in chunk order: the result does not depend on
+  // which thread ran which chunk.
+  Shape ps = gw.shape();
+  ps.insert(ps.begin(), std::max<int64_t>(1, cg.ch.chunks));
+  Tensor parts = Tensor::zeros(ps, gw.dtype());
+  for_conv_pool_chunks(cg, x.dtype(), [&](int64_t c, int64_t n0, int64_t n1, Tensor dz) {
+    max_pool2d_backward(batch_view(g, n0, n1), batch_view(idx, n0, n1), pp, dz);
+    Tensor part = parts.as_strided(gw.shape(), gw.strides(), c * gw.numel());
+    conv2d_backward_weight(batch_view(x, n0, n1), dz, cp, part);
+  });
+  LOOM_DISPATCH_FLOAT(gw.dtype(), "conv2d_pooled_backward_weight", [&] {
+    scalar_t* out = gw.data<scalar_t>();
+    const scalar_t* src = parts.data<scalar_t>();
+    const int64_t n = gw.numel();
+    std::copy(src, src + n, out);
+    for (int64_t c = 1; c < cg.ch.chunks; ++c)
+      for (int64_t i = 0; i < n; ++i) out[i] += src[c * n + i];
+  });
 }
 
 }  // namespace loom::cpu

@@ -50,6 +50,21 @@ void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx, 
 // Adjoint: gx (zeroed here) gets g at the plane-local indices idx; an index outside its
 // plane is an error. 2 x 2 / stride 2 windows write each input element once (AVX-512).
 void max_pool2d_backward(const Tensor& g, const Tensor& idx, const Pool2dParams& p, Tensor& gx);
+// Convolution (+ bias) followed by max pooling (relu optional, as max_pool2d), a few images
+// at a time: each chunk's convolution output goes to a small per-thread buffer that the
+// pooling reads while it is still in cache, so the full-size activation is never written.
+// y, idx: the pooled shape (idx as max_pool2d's, inside the convolution's output planes).
+void conv2d_max_pool2d(const Tensor& x, const Tensor& w, const Conv2dParams& cp, const Tensor& bias,
+                       const Pool2dParams& pp, bool relu, Tensor& y, Tensor& idx);
+// Its two adjoints, from the pooled gradient g (any relu mask already applied) and idx,
+// chunk by chunk again: the convolution's output gradient max_pool2d_backward(g, idx) lives
+// only in a per-thread buffer.
+//   gx = conv2d_backward_input(max_pool2d_backward(g, idx), w)
+void conv2d_pooled_backward_input(const Tensor& g, const Tensor& idx, const Pool2dParams& pp, const Tensor& w,
+                                  const Conv2dParams& cp, Tensor& gx);
+//   gw = conv2d_backward_weight(x, max_pool2d_backward(g, idx)), chunks summed in order.
+void conv2d_pooled_backward_weight(const Tensor& x, const Tensor& g, const Tensor& idx, const Pool2dParams& pp,
+                                   const Conv2dParams& cp, Tensor& gw);
 // Average pooling counting padded cells (PyTorch's count_include_pad=True), and its adjoint.
 void avg_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y);
 void avg_pool2d_backward(const Tensor& gy, const Pool2dParams& p, Tensor& gx);
