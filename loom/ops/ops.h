@@ -130,7 +130,8 @@ Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0, int64_t p
 // adjoints below go from the pooled gradient straight to the input and weight gradients).
 // conv.relu applies relu after the pooling (= before it; the gradient is masked on the
 // pooled side). Same values as max_pool2d(conv2d(x, w, bias, conv), kernel, stride,
-// padding); the indices are those max_pool2d would record on the convolution's output.
+// padding); the indices are those max_pool2d would record on the convolution's output, as
+// i32 (half the memory traffic of i64; the adjoints take either).
 Tensor conv2d_max_pool2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dOptions& conv,
                          int64_t kernel, int64_t stride = 0, int64_t padding = 0);
 std::pair<Tensor, Tensor> conv2d_max_pool2d_with_indices(const Tensor& x, const Tensor& w, const Tensor& bias,

@@ -348,7 +348,9 @@ bool pool_relu(const Attrs& at) { return at.ints.size() == 7 && at.ints[6] != 0;
 // adjoint of its backward.
 Tensor gather_at_pool_indices(const Tensor& t, const Tensor& idx) {
   const Shape& s = t.shape();
-  return reshape(gather(reshape(t, {s[0], s[1], s[2] * s[3]}), 2, flat_idx(idx)), idx.shape());
+  // (conv2d_max_pool2d keeps i32 indices; gather takes i64)
+  const Tensor i = idx.dtype() == DType::kI64 ? idx : cast(idx, DType::kI64);
+  return reshape(gather(reshape(t, {s[0], s[1], s[2] * s[3]}), 2, flat_idx(i)), idx.shape());
 }
 }  // namespace
 Ts max_pool2d_vjp(const Node& n, const Tensor& g_out) {

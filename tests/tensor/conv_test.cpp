@@ -185,13 +185,14 @@ void check_conv_pool(const PoolCase& c, DType dt) {
   Tensor idx_ref = Tensor::empty({c.N, c.O, PH, PW}, DType::kI64);
   cpu::conv2d_forward(x, w, cp, z, b);
   cpu::max_pool2d(z, pp, y_ref, idx_ref, /*relu=*/true);
-  Tensor y = Tensor::empty(y_ref.shape(), dt), idx = Tensor::empty(idx_ref.shape(), DType::kI64);
+  // i32 indices, as the conv2d_max_pool2d op keeps them (the reference records i64).
+  Tensor y = Tensor::empty(y_ref.shape(), dt), idx = Tensor::empty(idx_ref.shape(), DType::kI32);
   cpu::conv2d_max_pool2d(x, w, cp, b, pp, /*relu=*/true, y, idx);
   // Each image's convolution is computed the same way whatever the chunk: equal bitwise.
   EXPECT_EQ(y.to_vector<double>(), y_ref.to_vector<double>());
   EXPECT_EQ(idx.to_vector<int64_t>(), idx_ref.to_vector<int64_t>());
   Tensor g = Tensor::randn(y.shape(), dt), dz = Tensor::empty(z.shape(), dt);
-  cpu::max_pool2d_backward(g, idx, pp, dz);
+  cpu::max_pool2d_backward(g, idx_ref, pp, dz);
   Tensor gx_ref = Tensor::empty(x.shape(), dt), gx = Tensor::empty(x.shape(), dt);
   cpu::conv2d_backward_input(dz, w, cp, gx_ref);
   cpu::conv2d_pooled_backward_input(g, idx, pp, w, cp, gx);

@@ -43,7 +43,8 @@ struct Pool2dParams {
   int64_t pad_h = 0, pad_w = 0;
 };
 
-// Max pooling: y [N, C, OH, OW] and idx (i64, flat offset h*W+w inside each H x W plane).
+// Max pooling: y [N, C, OH, OW] and idx (i64 or i32, flat offset h*W+w inside each H x W
+// plane).
 // With relu, y = max(y, 0) afterwards: relu(max_pool(x)) = max_pool(relu(x)), the indices
 // being those of the unrectified maximum.
 void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx, bool relu = false);

@@ -9,10 +9,12 @@
 
 namespace loom::cpu {
 namespace detail {
-void max_pool2x2_plane_avx512(const float* in, int64_t W, int64_t OH, int64_t OW, float* y, int64_t* idx);
+// idx is int64_t* or int32_t* (idx32); relu rectifies y as it is stored.
+void max_pool2x2_plane_avx512(const float* in, int64_t W, int64_t OH, int64_t OW, float* y, void* idx, bool idx32,
+                              bool relu);
 // One plane of the 2x2 backward; false (nothing trusted) when an index is not inside its
 // own window. (pool_avx512.cpp)
-bool max_pool2x2_backward_plane_avx512(const float* g, const int64_t* idx, int64_t H, int64_t W, int64_t OH,
+bool max_pool2x2_backward_plane_avx512(const float* g, const void* idx, bool idx32, int64_t H, int64_t W, int64_t OH,
                                        int64_t OW, float* gx);
 }
 namespace {
@@ -42,38 +44,56 @@ PoolGeom pool_geometry(const Shape& xs, const Pool2dParams& p, const char* op) {
 }
 
 // A whole 2x2 plane by the vector kernel (f32 only); false when it does not apply.
-inline bool pool2x2_plane_fast(const float* in, const PoolGeom& g, float* y, int64_t* idx) {
-  detail::max_pool2x2_plane_avx512(in, g.W, g.OH, g.OW, y, idx);
+template <typename I>
+inline bool pool2x2_plane_fast(const float* in, const PoolGeom& g, float* y, I* idx, bool relu) {
+  detail::max_pool2x2_plane_avx512(in, g.W, g.OH, g.OW, y, idx, sizeof(I) == 4, relu);
   return true;
 }
-inline bool pool2x2_plane_fast(const double*, const PoolGeom&, double*, int64_t*) { return false; }
+template <typename I>
+inline bool pool2x2_plane_fast(const double*, const PoolGeom&, double*, I*, bool) { return false; }
 
-inline bool pool2x2_backward_fast(const float* g, const int64_t* idx, const PoolGeom& pg, float* gx) {
-  return detail::max_pool2x2_backward_plane_avx512(g, idx, pg.H, pg.W, pg.OH, pg.OW, gx);
+template <typename I>
+inline bool pool2x2_backward_fast(const float* g, const I* idx, const PoolGeom& pg, float* gx) {
+  return detail::max_pool2x2_backward_plane_avx512(g, idx, sizeof(I) == 4, pg.H, pg.W, pg.OH, pg.OW, gx);
 }
-inline bool pool2x2_backward_fast(const double*, const int64_t*, const PoolGeom&, double*) { return false; }
+template <typename I>
+inline bool pool2x2_backward_fast(const double*, const I*, const PoolGeom&, double*) { return false; }
+
+// Runs fn with index_t = the indices' type (i64, or i32 as conv2d_max_pool2d stores them).
+template <typename F>
+void dispatch_index(const Tensor& idx, const char* op, F fn) {
+  if (idx.dtype() == DType::kI64) return fn(int64_t{});
+  LOOM_CHECK(idx.dtype() == DType::kI32, "{}: indices must be i64 or i32, got {}", op, dtype_name(idx.dtype()));
+  fn(int32_t{});
+}
 
 }  // namespace
 
 void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx, bool relu) {
   PoolGeom g = pool_geometry(x.shape(), p, "max_pool2d");
-  int64_t* pi = idx.data<int64_t>();
+  if (idx.dtype() == DType::kI32)
+    LOOM_CHECK(g.H * g.W <= (int64_t{1} << 31), "max_pool2d: i32 indices cannot address a {}x{} plane", g.H, g.W);
+  dispatch_index(idx, "max_pool2d", [&](auto index_tag) {
+  using index_t = decltype(index_tag);
+  index_t* pi = idx.data<index_t>();
   LOOM_DISPATCH_FLOAT(x.dtype(), "max_pool2d", [&] {
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* py = y.data<scalar_t>();
     const bool k2 = p.kernel_h == 2 && p.kernel_w == 2 && p.stride_h == 2 && p.stride_w == 2 && p.pad_h == 0 &&
                     p.pad_w == 0;
     const bool use_avx512 = active_isa() >= Isa::kAvx512 && g.H * g.W < (int64_t{1} << 31);
-    auto plane = [&](int64_t pl) {
+    // One plane; true when the relu was applied too (the vector kernel does it as it stores).
+    auto plane = [&](int64_t pl) -> bool {
         const scalar_t* in = px + pl * g.H * g.W;
-        if (k2 && use_avx512 && pool2x2_plane_fast(in, g, py + pl * g.OH * g.OW, pi + pl * g.OH * g.OW)) return;
+        if (k2 && use_avx512 && pool2x2_plane_fast(in, g, py + pl * g.OH * g.OW, pi + pl * g.OH * g.OW, relu))
+          return true;
         if (k2) {
           // The common 2x2/2 window: no bounds checks, first maximum wins, NaN propagates.
           for (int64_t oh = 0; oh < g.OH; ++oh) {
             const scalar_t* r0 = in + 2 * oh * g.W;
             const scalar_t* r1 = r0 + g.W;
             scalar_t* yo = py + (pl * g.OH + oh) * g.OW;
-            int64_t* io = pi + (pl * g.OH + oh) * g.OW;
+            index_t* io = pi + (pl * g.OH + oh) * g.OW;
             for (int64_t ow = 0; ow < g.OW; ++ow) {
               const int64_t c = 2 * ow;
               // Branch-free selects: on real activations the winner is random, and a
@@ -91,10 +111,10 @@ void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx, 
               take(r1[c], base + g.W);
               take(r1[c + 1], base + g.W + 1);
               yo[ow] = best;
-              io[ow] = arg;
+              io[ow] = static_cast<index_t>(arg);
             }
           }
-          return;
+          return false;
         }
         for (int64_t oh = 0; oh < g.OH; ++oh)
           for (int64_t ow = 0; ow < g.OW; ++ow) {
@@ -116,25 +136,28 @@ void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& idx, 
             }
             int64_t o = (pl * g.OH + oh) * g.OW + ow;
             py[o] = best;
-            pi[o] = arg;
+            pi[o] = static_cast<index_t>(arg);
           }
+        return false;
     };
     parallel_for(0, g.planes, 8, [&](int64_t lo, int64_t hi) {
       for (int64_t pl = lo; pl < hi; ++pl) {
-        plane(pl);
-        if (relu) {  // relu of the window's maximum, while the plane's outputs are in cache
+        if (!plane(pl) && relu) {  // relu of the window's maximum, while the plane's outputs are in cache
           scalar_t* yo = py + pl * g.OH * g.OW;
           for (int64_t i = 0; i < g.OH * g.OW; ++i) yo[i] = yo[i] > scalar_t(0) ? yo[i] : scalar_t(0);
         }
       }
     });
   });
+  });
 }
 
 void max_pool2d_backward(const Tensor& g, const Tensor& idx, const Pool2dParams& p, Tensor& gx) {
   PoolGeom pg = pool_geometry(gx.shape(), p, "max_pool2d_backward");
-  const int64_t* pi = idx.data<int64_t>();
   const int64_t plane_in = pg.H * pg.W, plane_out = pg.OH * pg.OW;
+  dispatch_index(idx, "max_pool2d_backward", [&](auto index_tag) {
+  using index_t = decltype(index_tag);
+  const index_t* pi = idx.data<index_t>();
   LOOM_DISPATCH_FLOAT(g.dtype(), "max_pool2d_backward", [&] {
     const scalar_t* pgr = g.data<scalar_t>();
     scalar_t* po = gx.data<scalar_t>();
@@ -143,7 +166,7 @@ void max_pool2d_backward(const Tensor& g, const Tensor& idx, const Pool2dParams&
     parallel_for(0, pg.planes, 8, [&](int64_t lo, int64_t hi) {
       for (int64_t pl = lo; pl < hi; ++pl) {
         const scalar_t* gp = pgr + pl * plane_out;
-        const int64_t* ip = pi + pl * plane_out;
+        const index_t* ip = pi + pl * plane_out;
         scalar_t* out = po + pl * plane_in;
         if (fast && pool2x2_backward_fast(gp, ip, pg, out)) continue;
         // General windows (they may overlap): zero the plane, then add at each index.
@@ -155,6 +178,7 @@ void max_pool2d_backward(const Tensor& g, const Tensor& idx, const Pool2dParams&
         }
       }
     });
+  });
   });
 }
 

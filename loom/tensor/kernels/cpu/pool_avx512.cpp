@@ -9,10 +9,17 @@
 
 namespace loom::cpu::detail {
 
+// GCC 12's AVX-512 headers seed some conversions and max_ps with undefined registers, which
+// -Wmaybe-uninitialized reports (GCC bug 105593); the values are never read.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 // One H x W plane into OH x OW outputs (y, idx with plane-local indices h*W + w). Each row
 // of outputs is processed 16 at a time; a partial last vector uses masked loads and stores,
 // so rows of 14 or 7 outputs (the cnn's) are one masked step.
-void max_pool2x2_plane_avx512(const float* in, int64_t W, int64_t OH, int64_t n, float* y_plane, int64_t* idx_plane) {
+void max_pool2x2_plane_avx512(const float* in, int64_t W, int64_t OH, int64_t n, float* y_plane, void* idx_plane,
+                              bool idx32, bool relu) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   const __m512i one = _mm512_set1_epi32(1), w = _mm512_set1_epi32(static_cast<int32_t>(W));
@@ -21,7 +28,6 @@ void max_pool2x2_plane_avx512(const float* in, int64_t W, int64_t OH, int64_t n,
     const float* r1 = r0 + W;
     const int64_t base = 2 * oh * W;
     float* y = y_plane + oh * n;
-    int64_t* idx = idx_plane + oh * n;
     for (int64_t ow = 0; ow < n; ow += 16) {
       const int64_t valid = n - ow < 16 ? n - ow : 16;
       const __mmask16 out_m = static_cast<__mmask16>((1u << valid) - 1);
@@ -46,7 +52,13 @@ void max_pool2x2_plane_avx512(const float* in, int64_t W, int64_t OH, int64_t n,
         best = _mm512_mask_mov_ps(best, take, cand[k]);
         arg = _mm512_mask_mov_epi32(arg, take, at[k]);
       }
-      _mm512_mask_storeu_ps(y + ow, out_m, best);
+      // relu as max(best, 0): a NaN maximum becomes 0, as the relu op does.
+      _mm512_mask_storeu_ps(y + ow, out_m, relu ? _mm512_max_ps(best, _mm512_setzero_ps()) : best);
+      if (idx32) {
+        _mm512_mask_storeu_epi32(static_cast<int32_t*>(idx_plane) + oh * n + ow, out_m, arg);
+        continue;
+      }
+      int64_t* idx = static_cast<int64_t*>(idx_plane) + oh * n;
       // (masked forms: GCC 12's unmasked ones read an undefined register and warn)
       const __m512i i_lo = _mm512_maskz_cvtepi32_epi64(0xFF, _mm512_maskz_extracti64x4_epi64(0xF, arg, 0));
       const __m512i i_hi = _mm512_maskz_cvtepi32_epi64(0xFF, _mm512_maskz_extracti64x4_epi64(0xF, arg, 1));
@@ -62,13 +74,8 @@ void max_pool2x2_plane_avx512(const float* in, int64_t W, int64_t OH, int64_t n,
 // two input rows. Columns and a row left over by an odd width or height are zeroed. An
 // index outside its own window returns false (the plane partly written; the caller
 // rewrites it).
-// GCC 12's AVX-512 headers seed some conversions with undefined registers, which
-// -Wmaybe-uninitialized reports (GCC bug 105593); the values are never read.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-bool max_pool2x2_backward_plane_avx512(const float* g, const int64_t* idx, int64_t H, int64_t W, int64_t OH,
-                                       int64_t OW, float* gx) {
+bool max_pool2x2_backward_plane_avx512(const float* g, const void* idx_plane, bool idx32, int64_t H, int64_t W,
+                                       int64_t OH, int64_t OW, float* gx) {
   const __m512i lane2 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i one = _mm512_set1_epi32(1), w = _mm512_set1_epi32(static_cast<int32_t>(W));
   const __m512i w1 = _mm512_add_epi32(w, one);
@@ -82,14 +89,20 @@ bool max_pool2x2_backward_plane_avx512(const float* g, const int64_t* idx, int64
       const int64_t valid = OW - ow < 16 ? OW - ow : 16;
       const __mmask16 m = static_cast<__mmask16>((1u << valid) - 1);
       const __m512 gv = _mm512_maskz_loadu_ps(m, g + oh * OW + ow);
-      const __m512i i_lo64 = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(m), idx + oh * OW + ow);
-      const __m512i i_hi64 = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(m >> 8), idx + oh * OW + ow + 8);
-      // Indices in [0, 2^31) survive the narrowing to 32 bits unchanged.
-      const __m512i limit = _mm512_set1_epi64(int64_t{1} << 31);
-      const __mmask16 narrow_ok = static_cast<__mmask16>(_mm512_cmplt_epu64_mask(i_lo64, limit) |
-                                                         (_mm512_cmplt_epu64_mask(i_hi64, limit) << 8));
-      const __m512i iv =
-          _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(i_lo64)), _mm512_cvtepi64_epi32(i_hi64), 1);
+      __m512i iv;
+      __mmask16 narrow_ok = 0xFFFF;
+      if (idx32) {
+        iv = _mm512_maskz_loadu_epi32(m, static_cast<const int32_t*>(idx_plane) + oh * OW + ow);
+      } else {
+        const int64_t* idx = static_cast<const int64_t*>(idx_plane) + oh * OW + ow;
+        const __m512i i_lo64 = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(m), idx);
+        const __m512i i_hi64 = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(m >> 8), idx + 8);
+        // Indices in [0, 2^31) survive the narrowing to 32 bits unchanged.
+        const __m512i limit = _mm512_set1_epi64(int64_t{1} << 31);
+        narrow_ok = static_cast<__mmask16>(_mm512_cmplt_epu64_mask(i_lo64, limit) |
+                                           (_mm512_cmplt_epu64_mask(i_hi64, limit) << 8));
+        iv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(i_lo64)), _mm512_cvtepi64_epi32(i_hi64), 1);
+      }
       const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * oh * W + 2 * ow)), lane2);
       const __m512i rel = _mm512_sub_epi32(iv, base);
       const __mmask16 k0 = _mm512_cmpeq_epi32_mask(rel, _mm512_setzero_si512()), k1 = _mm512_cmpeq_epi32_mask(rel, one);
