@@ -438,8 +438,21 @@ void for_conv_pool_chunks(const ConvPoolGeom& cg, DType dtype, F fn) {
 
 }  // namespace
 
+// The fused AVX-512 kernels (conv_direct.h) take f32, i32 indices and 2 x 2 / stride-2
+// windows without padding.
+bool fused_pool2x2(const Tensor& t, const Tensor& idx, const Pool2dParams& pp) {
+  return t.dtype() == DType::kF32 && idx.dtype() == DType::kI32 && active_isa() >= Isa::kAvx512 &&
+         pp.kernel_h == 2 && pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2 && pp.pad_h == 0 &&
+         pp.pad_w == 0;
+}
+
 void conv2d_max_pool2d(const Tensor& x, const Tensor& w, const Conv2dParams& cp, const Tensor& bias,
                        const Pool2dParams& pp, bool relu, Tensor& y, Tensor& idx) {
+  if (fused_pool2x2(x, idx, pp) &&
+      detail::conv_direct_forward_pool2x2_avx512(dims(geometry(x.shape(), w.shape(), cp), cp), x.data<float>(),
+                                                 w.data<float>(), bias.defined() ? bias.data<float>() : nullptr, relu,
+                                                 y.data<float>(), idx.data<int32_t>()))
+    return;
   const ConvPoolGeom cg = conv_pool_geometry(x.shape(), w.shape(), cp, x.dtype());
   for_conv_pool_chunks(cg, x.dtype(), [&](int64_t, int64_t n0, int64_t n1, Tensor z) {
     conv2d_forward(batch_view(x, n0, n1), w, cp, z, bias);
@@ -450,6 +463,10 @@ void conv2d_max_pool2d(const Tensor& x, const Tensor& w, const Conv2dParams& cp,
 
 void conv2d_pooled_backward_input(const Tensor& g, const Tensor& idx, const Pool2dParams& pp, const Tensor& w,
                                   const Conv2dParams& cp, Tensor& gx) {
+  if (fused_pool2x2(g, idx, pp) &&
+      detail::conv_direct_backward_input_pool2x2_avx512(dims(geometry(gx.shape(), w.shape(), cp), cp), g.data<float>(),
+                                                        idx.data<int32_t>(), w.data<float>(), gx.data<float>()))
+    return;
   const ConvPoolGeom cg = conv_pool_geometry(gx.shape(), w.shape(), cp, g.dtype());
   for_conv_pool_chunks(cg, g.dtype(), [&](int64_t, int64_t n0, int64_t n1, Tensor dz) {
     max_pool2d_backward(batch_view(g, n0, n1), batch_view(idx, n0, n1), pp, dz);
@@ -460,6 +477,10 @@ void conv2d_pooled_backward_input(const Tensor& g, const Tensor& idx, const Pool
 
 void conv2d_pooled_backward_weight(const Tensor& x, const Tensor& g, const Tensor& idx, const Pool2dParams& pp,
                                    const Conv2dParams& cp, Tensor& gw) {
+  if (fused_pool2x2(x, idx, pp) &&
+      detail::conv_direct_backward_weight_pool2x2_avx512(dims(geometry(x.shape(), gw.shape(), cp), cp), x.data<float>(),
+                                                         g.data<float>(), idx.data<int32_t>(), gw.data<float>()))
+    return;
   const ConvPoolGeom cg = conv_pool_geometry(x.shape(), gw.shape(), cp, x.dtype());
   // One weight gradient per chunk, added in chunk order: the result does not depend on
   // which thread ran which chunk.

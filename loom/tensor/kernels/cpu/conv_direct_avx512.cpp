@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "loom/base/thread_pool.h"
 #include "loom/tensor/kernels/cpu/avx512_util.h"
 #include "loom/tensor/kernels/cpu/conv_direct.h"
+#include "loom/tensor/kernels/cpu/pool_avx512.h"
 #include "loom/tensor/kernels/cpu/transpose.h"
 
 namespace loom::cpu::detail {
@@ -353,12 +355,16 @@ constexpr int64_t kPixBlock = 64;
 
 }  // namespace
 
-void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y, const float* bias,
-                                bool relu) {
-  const Plan pl(d);
-  if (pl.L == 0 || d.N == 0) return;
-  if (use_rows(d, pl)) return forward_rows(d, pl, x, w, y, bias, relu);
-  // wt[gi][tap][o], o zero-padded to a multiple of 16; then the bias, padded alike.
+namespace {
+
+// The o-vector forward's packed weights wt[gi][tap][o] (o zero-padded to a multiple of 16)
+// and bias bt[gi][o] (null without a bias), in a thread-local buffer of the calling thread.
+struct PackedForward {
+  const float* wt;
+  const float* bt;
+};
+
+PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, const float* bias) {
   thread_local std::vector<float> wt_buf;
   float* wt = scratch(wt_buf, static_cast<size_t>(d.G * (pl.CKK + 1) * pl.Opad));
   float* bt = bias ? wt + d.G * pl.CKK * pl.Opad : nullptr;
@@ -370,56 +376,161 @@ void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* 
       float* row = wt + (gi * pl.CKK + t) * pl.Opad;
       for (int64_t o = 0; o < pl.Opad; ++o) row[o] = o < pl.Og ? w[(gi * pl.Og + o) * pl.CKK + t] : 0.0f;
     }
+  return {wt, bt};
+}
+
+// yt[pixel - l0][o] for output pixels [l0, l1) of group gi, from its padded image xi.
+void forward_pixels(const Plan& pl, const PackedForward& pk, int64_t gi, const float* xi, int64_t l0, int64_t l1,
+                    float* yt, bool relu) {
+  const float* wg = pk.wt + gi * pl.CKK * pl.Opad;
+  for (int64_t ob = 0; ob < pl.Opad; ob += 64) {
+    const int nv = static_cast<int>(std::min<int64_t>(4, (pl.Opad - ob) / 16));
+    for (int64_t t0 = 0; t0 < pl.CKK; t0 += kTapBlock) {
+      const int64_t t1 = std::min(pl.CKK, t0 + kTapBlock);
+      tiles_over(nv, l1 - l0, t1 - t0, wg + t0 * pl.Opad + ob, pl.Opad, xi, pl.pix.data() + l0, pl.taps.data() + t0,
+                 yt + ob, pl.Opad, t0 > 0, pk.bt ? pk.bt + gi * pl.Opad + ob : nullptr, relu && t1 == pl.CKK);
+    }
+  }
+}
+
+// The o-vector forward with the padded image of (n, gi) supplied by image(n, gi, buf).
+template <typename Image>
+void forward_vectors(const ConvDims& d, const Plan& pl, const PackedForward& pk, float* y, bool relu, Image image) {
   for_pixel_ranges(d.N, pl.L, num_threads(), [&](int64_t, int64_t n, int64_t l0, int64_t l1) {
     thread_local std::vector<float> xbuf, ybuf;
-    const int64_t np = l1 - l0;
-    float* yt = scratch(ybuf, static_cast<size_t>(np * pl.Opad));  // yT[pixel][o]
+    float* yt = scratch(ybuf, static_cast<size_t>((l1 - l0) * pl.Opad));  // yT[pixel][o]
     for (int64_t gi = 0; gi < d.G; ++gi) {
-      const float* xi = pl.image(d, x, n, gi, xbuf);
-      const float* wg = wt + gi * pl.CKK * pl.Opad;
-      for (int64_t ob = 0; ob < pl.Opad; ob += 64) {
-        const int nv = static_cast<int>(std::min<int64_t>(4, (pl.Opad - ob) / 16));
-        for (int64_t t0 = 0; t0 < pl.CKK; t0 += kTapBlock) {
-          const int64_t t1 = std::min(pl.CKK, t0 + kTapBlock);
-          tiles_over(nv, np, t1 - t0, wg + t0 * pl.Opad + ob, pl.Opad, xi, pl.pix.data() + l0, pl.taps.data() + t0,
-                     yt + ob, pl.Opad, t0 > 0, bt ? bt + gi * pl.Opad + ob : nullptr, relu && t1 == pl.CKK);
-        }
-      }
-      transpose_f32_avx512(yt, pl.Opad, np, pl.Og, y + (n * d.O + gi * pl.Og) * pl.L + l0, pl.L);
+      forward_pixels(pl, pk, gi, image(n, gi, xbuf), l0, l1, yt, relu);
+      transpose_f32_avx512(yt, pl.Opad, l1 - l0, pl.Og, y + (n * d.O + gi * pl.Og) * pl.L + l0, pl.L);
     }
   });
 }
 
-void conv_direct_backward_weight_avx512(const ConvDims& d, const float* x, const float* gy, float* gw) {
+// 2 x 2 / stride-2 max pooling of yt[pixel][o] (an OH x OW image, channels in lanes):
+// every window is four rows of vectors, so the pooling is vertical maxima, no shuffles.
+// ypt[q][o] and ipt[q][o] (the winner's pixel, h * OW + w) for the PH x PW windows; same
+// order of candidates and NaN rule as max_pool2d (the first maximum wins, NaN propagates).
+void pool_vectors(const float* yt, int64_t ld, int64_t OW, int64_t PH, int64_t PW, bool relu, float* ypt,
+                  int32_t* ipt) {
+  const int64_t nv = ld / 16;
+  for (int64_t ph = 0; ph < PH; ++ph)
+    for (int64_t pw = 0; pw < PW; ++pw) {
+      const int64_t q = ph * PW + pw, p = 2 * ph * OW + 2 * pw;
+      const int64_t at[3] = {p + 1, p + OW, p + OW + 1};
+      for (int64_t v = 0; v < nv; ++v) {
+        __m512 best = _mm512_loadu_ps(yt + p * ld + 16 * v);
+        __m512i arg = _mm512_set1_epi32(static_cast<int32_t>(p));
+        for (int k = 0; k < 3; ++k) {
+          const __m512 c = _mm512_loadu_ps(yt + at[k] * ld + 16 * v);
+          const __mmask16 take = _kand_mask16(
+              _kor_mask16(_mm512_cmp_ps_mask(c, best, _CMP_GT_OQ), _mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q)),
+              _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q));
+          best = _mm512_mask_mov_ps(best, take, c);
+          arg = _mm512_mask_mov_epi32(arg, take, _mm512_set1_epi32(static_cast<int32_t>(at[k])));
+        }
+        _mm512_storeu_ps(ypt + q * ld + 16 * v, relu ? _mm512_max_ps(best, _mm512_setzero_ps()) : best);
+        _mm512_storeu_si512(ipt + q * ld + 16 * v, arg);
+      }
+    }
+}
+
+// The adjoint of pool_vectors: gyt[pixel][o] (an OH x OW image) gets gt[q][o] at the pixel
+// it[q][o], zero elsewhere. False when a valid lane's (o < valid) index is not inside its
+// own window (the caller then takes the general path, which also reports bad indices).
+bool unpool_vectors(const float* gt, const int32_t* it, int64_t ld, int64_t valid, int64_t OH, int64_t OW, int64_t PH,
+                    int64_t PW, float* gyt) {
+  if (OH % 2 || OW % 2) std::memset(gyt, 0, sizeof(float) * static_cast<size_t>(OH * OW * ld));
+  const int64_t nv = ld / 16;
+  for (int64_t ph = 0; ph < PH; ++ph)
+    for (int64_t pw = 0; pw < PW; ++pw) {
+      const int64_t q = ph * PW + pw, p = 2 * ph * OW + 2 * pw;
+      const int64_t at[4] = {p, p + 1, p + OW, p + OW + 1};
+      for (int64_t v = 0; v < nv; ++v) {
+        const __m512 g = _mm512_loadu_ps(gt + q * ld + 16 * v);
+        const __m512i i = _mm512_loadu_si512(it + q * ld + 16 * v);
+        const int64_t lanes = std::clamp<int64_t>(valid - 16 * v, 0, 16);
+        const __mmask16 need = static_cast<__mmask16>((1u << lanes) - 1);
+        __mmask16 hit = 0;
+        for (int k = 0; k < 4; ++k) {
+          const __mmask16 m = _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(static_cast<int32_t>(at[k])));
+          hit = _kor_mask16(hit, m);
+          _mm512_storeu_ps(gyt + at[k] * ld + 16 * v, _mm512_maskz_mov_ps(m, g));
+        }
+        if ((hit & need) != need) return false;
+      }
+    }
+  return true;
+}
+
+// Use the fused pooling kernels: the o-vector path, a 2 x 2 output at least, and enough
+// images to give every thread a few (they split the batch by images).
+bool fused_pool_applies(const ConvDims& d, const Plan& pl) {
+  return !use_rows(d, pl) && d.OH >= 2 && d.OW >= 2 && d.N >= 2 * num_threads() &&
+         d.OH * d.OW < (int64_t{1} << 31);
+}
+
+}  // namespace
+
+void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y, const float* bias,
+                                bool relu) {
   const Plan pl(d);
-  if (use_rows(d, pl)) return backward_weight_rows(d, pl, x, gy, gw);
-  const int64_t parts = num_threads();
-  const int64_t part_size = d.G * pl.CKK * pl.Opad;
-  // One partial gW^T [gi][tap][o] per part, summed in part order: the result depends on
-  // the thread count only, not on scheduling.
+  if (pl.L == 0 || d.N == 0) return;
+  if (use_rows(d, pl)) return forward_rows(d, pl, x, w, y, bias, relu);
+  const PackedForward pk = pack_forward(d, pl, w, bias);
+  forward_vectors(d, pl, pk, y, relu,
+                  [&](int64_t n, int64_t gi, std::vector<float>& buf) { return pl.image(d, x, n, gi, buf); });
+}
+
+bool conv_direct_forward_pool2x2_avx512(const ConvDims& d, const float* x, const float* w, const float* bias,
+                                        bool relu, float* y, int32_t* idx) {
+  const Plan pl(d);
+  if (!fused_pool_applies(d, pl)) return false;
+  const int64_t PH = d.OH / 2, PW = d.OW / 2, PL = PH * PW;
+  const PackedForward pk = pack_forward(d, pl, w, bias);
+  parallel_for(0, d.N, 1, [&](int64_t lo, int64_t hi) {
+    thread_local std::vector<float> xbuf, ybuf, pbuf;
+    thread_local std::vector<int32_t> ibuf;
+    float* yt = scratch(ybuf, static_cast<size_t>(pl.L * pl.Opad));
+    float* ypt = scratch(pbuf, static_cast<size_t>(PL * pl.Opad));
+    int32_t* ipt = scratch(ibuf, static_cast<size_t>(PL * pl.Opad));
+    for (int64_t n = lo; n < hi; ++n)
+      for (int64_t gi = 0; gi < d.G; ++gi) {
+        forward_pixels(pl, pk, gi, pl.image(d, x, n, gi, xbuf), 0, pl.L, yt, false);
+        pool_vectors(yt, pl.Opad, d.OW, PH, PW, relu, ypt, ipt);
+        const int64_t at = (n * d.O + gi * pl.Og) * PL;
+        transpose_f32_avx512(ypt, pl.Opad, PL, pl.Og, y + at, PL);
+        // (the transpose moves bits: it carries the i32 indices unchanged)
+        transpose_f32_avx512(reinterpret_cast<const float*>(ipt), pl.Opad, PL, pl.Og,
+                             reinterpret_cast<float*>(idx + at), PL);
+      }
+  });
+  return true;
+}
+
+namespace {
+
+// Zeroed partial weight gradients gW^T [gi][tap][o], one per part, summed in part order at
+// the end: the result depends on the thread count only, not on scheduling.
+float* wgrad_parts(int64_t parts, int64_t part_size) {
   thread_local std::vector<float> part_buf;
   float* parts_ptr = scratch(part_buf, static_cast<size_t>(parts * part_size));
   std::memset(parts_ptr, 0, sizeof(float) * static_cast<size_t>(parts * part_size));
-  if (pl.L > 0 && d.N > 0) {
-    for_pixel_ranges(d.N, pl.L, parts, [&](int64_t p, int64_t n, int64_t l0, int64_t l1) {
-      thread_local std::vector<float> xbuf, gbuf;
-      const int64_t np = l1 - l0;
-      float* gyt = scratch(gbuf, static_cast<size_t>(np * pl.Opad));  // gy^T[pixel][o], zero past Og
-      for (int64_t gi = 0; gi < d.G; ++gi) {
-        const float* xi = pl.image(d, x, n, gi, xbuf);
-        transpose_f32_avx512(gy + (n * d.O + gi * pl.Og) * pl.L + l0, pl.L, pl.Og, np, gyt, pl.Opad, /*full_rows=*/true);
-        float* acc = parts_ptr + p * part_size + gi * pl.CKK * pl.Opad;
-        for (int64_t r0 = 0; r0 < np; r0 += kPixBlock) {
-          const int64_t r1 = std::min(np, r0 + kPixBlock);
-          for (int64_t ob = 0; ob < pl.Opad; ob += 64) {
-            const int nv = static_cast<int>(std::min<int64_t>(4, (pl.Opad - ob) / 16));
-            tiles_over(nv, pl.CKK, r1 - r0, gyt + r0 * pl.Opad + ob, pl.Opad, xi, pl.taps.data(),
-                       pl.pix.data() + l0 + r0, acc + ob, pl.Opad, true);
-          }
-        }
-      }
-    });
+  return parts_ptr;
+}
+
+// acc[tap][o] += sum over pixels [l0, l0 + np) of gyt[pixel - l0][o] * xi[pixel + tap].
+void wgrad_pixels(const Plan& pl, const float* xi, const float* gyt, int64_t l0, int64_t np, float* acc) {
+  for (int64_t r0 = 0; r0 < np; r0 += kPixBlock) {
+    const int64_t r1 = std::min(np, r0 + kPixBlock);
+    for (int64_t ob = 0; ob < pl.Opad; ob += 64) {
+      const int nv = static_cast<int>(std::min<int64_t>(4, (pl.Opad - ob) / 16));
+      tiles_over(nv, pl.CKK, r1 - r0, gyt + r0 * pl.Opad + ob, pl.Opad, xi, pl.taps.data(), pl.pix.data() + l0 + r0,
+                 acc + ob, pl.Opad, true);
+    }
   }
+}
+
+void wgrad_finish(const ConvDims& d, const Plan& pl, float* parts_ptr, int64_t parts, int64_t part_size, float* gw) {
   for (int64_t p = 1; p < parts; ++p) {
     const float* src = parts_ptr + p * part_size;
     for (int64_t i = 0; i < part_size; ++i) parts_ptr[i] += src[i];
@@ -428,11 +539,12 @@ void conv_direct_backward_weight_avx512(const ConvDims& d, const float* x, const
     transpose_f32_avx512(parts_ptr + gi * pl.CKK * pl.Opad, pl.Opad, pl.CKK, pl.Og, gw + gi * pl.Og * pl.CKK, pl.CKK);
 }
 
-bool conv_direct_backward_input_avx512(const ConvDims& d, const float* gy, const float* w, float* gx) {
+// Backward-data as a forward convolution: dims of the transformed problem and the flipped,
+// transposed kernel w'[c][o][kh][kw] = w[o][c][KH-1-kh][KW-1-kw] within each group (in a
+// thread-local buffer). False when it does not apply (stride > 1, padding beyond the kernel).
+bool flipped_problem(const ConvDims& d, const float* w, ConvDims& t, const float*& wflip) {
   const int64_t eh = (d.KH - 1) * d.dh, ew = (d.KW - 1) * d.dw;
   if (d.sh != 1 || d.sw != 1 || eh < d.ph || ew < d.pw) return false;
-  // gx = conv(gy padded by (K-1)*dil - pad, w'), w'[c][o][kh][kw] = w[o][c][KH-1-kh][KW-1-kw]
-  // within each group: a stride-1 forward convolution from O to C channels.
   const int64_t Cg = d.C / d.G, Og = d.O / d.G, KK = d.KH * d.KW;
   thread_local std::vector<float> wf_buf;
   float* wf = scratch(wf_buf, static_cast<size_t>(d.C * Og * KK));
@@ -441,12 +553,103 @@ bool conv_direct_backward_input_avx512(const ConvDims& d, const float* gy, const
       for (int64_t o = 0; o < Og; ++o)
         for (int64_t k = 0; k < KK; ++k)
           wf[((gi * Cg + c) * Og + o) * KK + k] = w[((gi * Og + o) * Cg + c) * KK + (KK - 1 - k)];
-  ConvDims t = d;
+  t = d;
   t.C = d.O, t.H = d.OH, t.W = d.OW;
   t.O = d.C, t.OH = d.H, t.OW = d.W;
   t.ph = eh - d.ph, t.pw = ew - d.pw;
+  wflip = wf;
+  return true;
+}
+
+}  // namespace
+
+void conv_direct_backward_weight_avx512(const ConvDims& d, const float* x, const float* gy, float* gw) {
+  const Plan pl(d);
+  if (use_rows(d, pl)) return backward_weight_rows(d, pl, x, gy, gw);
+  const int64_t parts = num_threads(), part_size = d.G * pl.CKK * pl.Opad;
+  float* parts_ptr = wgrad_parts(parts, part_size);
+  if (pl.L > 0 && d.N > 0) {
+    for_pixel_ranges(d.N, pl.L, parts, [&](int64_t p, int64_t n, int64_t l0, int64_t l1) {
+      thread_local std::vector<float> xbuf, gbuf;
+      const int64_t np = l1 - l0;
+      float* gyt = scratch(gbuf, static_cast<size_t>(np * pl.Opad));  // gy^T[pixel][o], zero past Og
+      for (int64_t gi = 0; gi < d.G; ++gi) {
+        transpose_f32_avx512(gy + (n * d.O + gi * pl.Og) * pl.L + l0, pl.L, pl.Og, np, gyt, pl.Opad, /*full_rows=*/true);
+        wgrad_pixels(pl, pl.image(d, x, n, gi, xbuf), gyt, l0, np, parts_ptr + p * part_size + gi * pl.CKK * pl.Opad);
+      }
+    });
+  }
+  wgrad_finish(d, pl, parts_ptr, parts, part_size, gw);
+}
+
+bool conv_direct_backward_weight_pool2x2_avx512(const ConvDims& d, const float* x, const float* g, const int32_t* idx,
+                                                float* gw) {
+  const Plan pl(d);
+  if (!fused_pool_applies(d, pl)) return false;
+  const int64_t PH = d.OH / 2, PW = d.OW / 2, PL = PH * PW;
+  const int64_t parts = num_threads(), part_size = d.G * pl.CKK * pl.Opad;
+  float* parts_ptr = wgrad_parts(parts, part_size);
+  std::atomic<bool> bad{false};
+  parallel_for(0, parts, 1, [&](int64_t lo, int64_t hi) {
+    thread_local std::vector<float> xbuf, gbuf, tbuf;
+    thread_local std::vector<int32_t> ibuf;
+    float* gyt = scratch(gbuf, static_cast<size_t>(pl.L * pl.Opad));
+    float* gt = scratch(tbuf, static_cast<size_t>(PL * pl.Opad));
+    int32_t* it = scratch(ibuf, static_cast<size_t>(PL * pl.Opad));
+    for (int64_t p = lo; p < hi; ++p)
+      for (int64_t n = d.N * p / parts; n < d.N * (p + 1) / parts; ++n)
+        for (int64_t gi = 0; gi < d.G; ++gi) {
+          // The pooled gradient and indices transposed (channels in lanes), then spread over
+          // the windows: the output gradient's transpose, without the output gradient.
+          const int64_t at = (n * d.O + gi * pl.Og) * PL;
+          transpose_f32_avx512(g + at, PL, pl.Og, PL, gt, pl.Opad, /*full_rows=*/true);
+          transpose_f32_avx512(reinterpret_cast<const float*>(idx + at), PL, pl.Og, PL, reinterpret_cast<float*>(it),
+                               pl.Opad, /*full_rows=*/true);
+          if (!unpool_vectors(gt, it, pl.Opad, pl.Og, d.OH, d.OW, PH, PW, gyt)) {
+            bad = true;
+            return;
+          }
+          wgrad_pixels(pl, pl.image(d, x, n, gi, xbuf), gyt, 0, pl.L, parts_ptr + p * part_size + gi * pl.CKK * pl.Opad);
+        }
+  });
+  if (bad) return false;
+  wgrad_finish(d, pl, parts_ptr, parts, part_size, gw);
+  return true;
+}
+
+bool conv_direct_backward_input_avx512(const ConvDims& d, const float* gy, const float* w, float* gx) {
+  ConvDims t;
+  const float* wf = nullptr;
+  if (!flipped_problem(d, w, t, wf)) return false;
   conv_direct_forward_avx512(t, gy, wf, gx);
   return true;
+}
+
+bool conv_direct_backward_input_pool2x2_avx512(const ConvDims& d, const float* g, const int32_t* idx, const float* w,
+                                               float* gx) {
+  if (!fused_pool_applies(d, Plan(d))) return false;
+  ConvDims t;
+  const float* wf = nullptr;
+  if (!flipped_problem(d, w, t, wf)) return false;
+  const Plan pl(t);
+  if (use_rows(t, pl)) return false;
+  const int64_t PH = d.OH / 2, PW = d.OW / 2, PL = PH * PW;
+  const PackedForward pk = pack_forward(t, pl, wf, nullptr);
+  std::atomic<bool> bad{false};
+  // The transformed problem's input is the output gradient: each padded plane is written
+  // straight from the pooled gradient and indices.
+  forward_vectors(t, pl, pk, gx, false, [&](int64_t n, int64_t gi, std::vector<float>& buf) -> const float* {
+    float* p = scratch(buf, static_cast<size_t>(pl.Cg * pl.plane));
+    std::memset(p, 0, sizeof(float) * static_cast<size_t>(pl.Cg * pl.plane));
+    for (int64_t c = 0; c < pl.Cg; ++c) {
+      const int64_t at = (n * d.O + gi * pl.Cg + c) * PL;
+      if (!max_pool2x2_backward_plane_avx512(g + at, idx + at, true, d.OH, d.OW, PH, PW,
+                                             p + c * pl.plane + t.ph * pl.Wp + t.pw, pl.Wp))
+        bad = true;
+    }
+    return p;
+  });
+  return !bad;
 }
 
 #pragma GCC diagnostic pop

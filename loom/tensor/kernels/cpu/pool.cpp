@@ -6,17 +6,9 @@
 #include "loom/base/cpu.h"
 #include "loom/base/thread_pool.h"
 #include "loom/tensor/kernels/cpu/conv.h"
+#include "loom/tensor/kernels/cpu/pool_avx512.h"
 
 namespace loom::cpu {
-namespace detail {
-// idx is int64_t* or int32_t* (idx32); relu rectifies y as it is stored.
-void max_pool2x2_plane_avx512(const float* in, int64_t W, int64_t OH, int64_t OW, float* y, void* idx, bool idx32,
-                              bool relu);
-// One plane of the 2x2 backward; false (nothing trusted) when an index is not inside its
-// own window. (pool_avx512.cpp)
-bool max_pool2x2_backward_plane_avx512(const float* g, const void* idx, bool idx32, int64_t H, int64_t W, int64_t OH,
-                                       int64_t OW, float* gx);
-}
 namespace {
 
 // m all-ones -> a, m zero -> b, without a branch.
@@ -54,7 +46,7 @@ inline bool pool2x2_plane_fast(const double*, const PoolGeom&, double*, I*, bool
 
 template <typename I>
 inline bool pool2x2_backward_fast(const float* g, const I* idx, const PoolGeom& pg, float* gx) {
-  return detail::max_pool2x2_backward_plane_avx512(g, idx, sizeof(I) == 4, pg.H, pg.W, pg.OH, pg.OW, gx);
+  return detail::max_pool2x2_backward_plane_avx512(g, idx, sizeof(I) == 4, pg.H, pg.W, pg.OH, pg.OW, gx, pg.W);
 }
 template <typename I>
 inline bool pool2x2_backward_fast(const double*, const I*, const PoolGeom&, double*) { return false; }

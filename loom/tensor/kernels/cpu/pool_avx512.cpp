@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "loom/tensor/kernels/cpu/pool_avx512.h"
+
 namespace loom::cpu::detail {
 
 // GCC 12's AVX-512 headers seed some conversions and max_ps with undefined registers, which
@@ -75,7 +77,7 @@ void max_pool2x2_plane_avx512(const float* in, int64_t W, int64_t OH, int64_t n,
 // index outside its own window returns false (the plane partly written; the caller
 // rewrites it).
 bool max_pool2x2_backward_plane_avx512(const float* g, const void* idx_plane, bool idx32, int64_t H, int64_t W,
-                                       int64_t OH, int64_t OW, float* gx) {
+                                       int64_t OH, int64_t OW, float* gx, int64_t ldx) {
   const __m512i lane2 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i one = _mm512_set1_epi32(1), w = _mm512_set1_epi32(static_cast<int32_t>(W));
   const __m512i w1 = _mm512_add_epi32(w, one);
@@ -83,8 +85,8 @@ bool max_pool2x2_backward_plane_avx512(const float* g, const void* idx_plane, bo
   const __m512i lo_perm = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i hi_perm = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   for (int64_t oh = 0; oh < OH; ++oh) {
-    float* top = gx + 2 * oh * W;
-    float* bot = top + W;
+    float* top = gx + 2 * oh * ldx;
+    float* bot = top + ldx;
     for (int64_t ow = 0; ow < OW; ow += 16) {
       const int64_t valid = OW - ow < 16 ? OW - ow : 16;
       const __mmask16 m = static_cast<__mmask16>((1u << valid) - 1);
@@ -124,7 +126,7 @@ bool max_pool2x2_backward_plane_avx512(const float* g, const void* idx_plane, bo
     for (int64_t c = 2 * OW; c < W; ++c) top[c] = bot[c] = 0.0f;
   }
   for (int64_t r = 2 * OH; r < H; ++r)
-    for (int64_t c = 0; c < W; ++c) gx[r * W + c] = 0.0f;
+    for (int64_t c = 0; c < W; ++c) gx[r * ldx + c] = 0.0f;
   return true;
 }
 #pragma GCC diagnostic pop
