@@ -233,5 +233,33 @@ TEST(ConvPool, ChunkedEqualsConvThenPoolAndTheirAdjoints) {
   set_num_threads(2);
 }
 
+// Indices the fused kernels cannot take (outside their window) go to the general path:
+// same result as the unfused adjoints; outside the plane, an error naming the op.
+TEST(ConvPool, IndicesOutsideTheirWindowTakeTheGeneralPath) {
+  set_num_threads(2);
+  cpu::Conv2dParams cp;
+  cp.pad_h = cp.pad_w = 1;
+  const cpu::Pool2dParams pp{2, 2, 2, 2, 0, 0};
+  Tensor x = Tensor::randn({8, 16, 8, 8}), w = Tensor::randn({32, 16, 3, 3}), g = Tensor::randn({8, 32, 4, 4});
+  Tensor y = Tensor::empty({8, 32, 4, 4}), idx = Tensor::empty({8, 32, 4, 4}, DType::kI32);
+  cpu::conv2d_max_pool2d(x, w, cp, Tensor(), pp, false, y, idx);
+  idx.data<int32_t>()[5 * 16 + 3] = 63;  // a pixel of another window, still in the 8 x 8 plane
+  Tensor idx64 = idx.to(DType::kI64), dz = Tensor::empty({8, 32, 8, 8});
+  cpu::max_pool2d_backward(g, idx64, pp, dz);
+  Tensor gx_ref = Tensor::empty(x.shape()), gx = Tensor::empty(x.shape());
+  cpu::conv2d_backward_input(dz, w, cp, gx_ref);
+  cpu::conv2d_pooled_backward_input(g, idx, pp, w, cp, gx);
+  const auto a = gx.to_vector<double>(), r = gx_ref.to_vector<double>();
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], r[i], 1e-5 * (1.0 + std::abs(r[i]))) << i;
+  Tensor gw_ref = Tensor::empty(w.shape()), gw = Tensor::empty(w.shape());
+  cpu::conv2d_backward_weight(x, dz, cp, gw_ref);
+  cpu::conv2d_pooled_backward_weight(x, g, idx, pp, cp, gw);
+  const auto b = gw.to_vector<double>(), rb = gw_ref.to_vector<double>();
+  for (size_t i = 0; i < b.size(); ++i) ASSERT_NEAR(b[i], rb[i], 1e-4 * (1.0 + std::abs(rb[i]))) << i;
+  idx.data<int32_t>()[7] = 64;  // outside the plane
+  EXPECT_THROW(cpu::conv2d_pooled_backward_input(g, idx, pp, w, cp, gx), Error);
+  EXPECT_THROW(cpu::conv2d_pooled_backward_weight(x, g, idx, pp, cp, gw), Error);
+}
+
 }  // namespace
 }  // namespace loom
