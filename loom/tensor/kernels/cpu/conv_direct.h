@@ -38,12 +38,13 @@ void conv_direct_backward_weight_avx512(const ConvDims& d, const float* x, const
 bool conv_direct_backward_input_avx512(const ConvDims& d, const float* gy, const float* w, float* gx);
 
 // Convolution fused with 2 x 2 / stride-2 max pooling (relu optional, indices i32 in the
-// OH x OW output planes), for layers on the output-channel-vector path: the output of one
-// image stays transposed (channels in lanes) in a per-thread buffer, where a window is four
-// rows of vectors -- pooling needs no shuffles and only the pooled quarter is transposed
-// back. Each returns false, touching nothing the caller keeps, when it does not apply (few
-// taps, an output under 2 x 2, fewer than two images per thread, or -- for the adjoints -- an
-// index outside its window); conv.cpp then runs the unfused kernels chunk by chunk.
+// OH x OW output planes), on the output-channel-vector tiles whatever the tap count: the
+// output of one image stays transposed (channels in lanes) in a per-thread buffer, where a
+// window is four rows of vectors -- pooling needs no shuffles and only the pooled quarter is
+// transposed back. Each returns false, touching nothing the caller keeps, when it does not
+// apply (an output under 2 x 2, one image's tile over 1 MiB, fewer than two images per
+// thread, backward-data at stride > 1, or -- for the adjoints -- an index outside its
+// window); conv.cpp then runs the unfused kernels chunk by chunk.
 //   y, idx [N, O, OH/2, OW/2] = max_pool2x2(conv(x, w) + bias)
 bool conv_direct_forward_pool2x2_avx512(const ConvDims& d, const float* x, const float* w, const float* bias,
                                         bool relu, float* y, int32_t* idx);

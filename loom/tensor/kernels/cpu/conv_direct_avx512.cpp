@@ -462,11 +462,13 @@ bool unpool_vectors(const float* gt, const int32_t* it, int64_t ld, int64_t vali
   return true;
 }
 
-// Use the fused pooling kernels: the o-vector path, a 2 x 2 output at least, and enough
-// images to give every thread a few (they split the batch by images).
+// Use the fused pooling kernels: a 2 x 2 output at least, one image's transposed output
+// tile within 1 MiB (it is kept whole per thread), and enough images to give every thread
+// a few (they split the batch by images). Layers with few taps take them too: the row path
+// avoids the o-vector path's transposes, but here only the pooled quarter is transposed
+// (the cnn's 1 -> 32 layer: forward 0.57 -> 0.45 ms, weight gradient 0.46 -> 0.38 ms).
 bool fused_pool_applies(const ConvDims& d, const Plan& pl) {
-  return !use_rows(d, pl) && d.OH >= 2 && d.OW >= 2 && d.N >= 2 * num_threads() &&
-         d.OH * d.OW < (int64_t{1} << 31);
+  return d.OH >= 2 && d.OW >= 2 && d.N >= 2 * num_threads() && pl.L * pl.Opad * 4 <= (int64_t{1} << 20);
 }
 
 }  // namespace
@@ -632,7 +634,6 @@ bool conv_direct_backward_input_pool2x2_avx512(const ConvDims& d, const float* g
   const float* wf = nullptr;
   if (!flipped_problem(d, w, t, wf)) return false;
   const Plan pl(t);
-  if (use_rows(t, pl)) return false;
   const int64_t PH = d.OH / 2, PW = d.OW / 2, PL = PH * PW;
   const PackedForward pk = pack_forward(t, pl, wf, nullptr);
   std::atomic<bool> bad{false};
