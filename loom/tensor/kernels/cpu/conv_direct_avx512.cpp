@@ -462,6 +462,20 @@ bool unpool_vectors(const float* gt, const int32_t* it, int64_t ld, int64_t vali
   return true;
 }
 
+// The calling thread's buffers for the fused kernels: one image's transposed output tile
+// (L x Opad) and a pooled tile's values and indices (PL x Opad).
+struct PoolTiles {
+  float *full, *pooled;
+  int32_t* index;
+  PoolTiles(const Plan& pl, int64_t PL) {
+    thread_local std::vector<float> full_buf, pooled_buf;
+    thread_local std::vector<int32_t> index_buf;
+    full = scratch(full_buf, static_cast<size_t>(pl.L * pl.Opad));
+    pooled = scratch(pooled_buf, static_cast<size_t>(PL * pl.Opad));
+    index = scratch(index_buf, static_cast<size_t>(PL * pl.Opad));
+  }
+};
+
 // Use the fused pooling kernels: a 2 x 2 output at least, one image's transposed output
 // tile within 1 MiB (it is kept whole per thread), and enough images to give every thread
 // a few (they split the batch by images). Layers with few taps take them too: the row path
@@ -490,11 +504,10 @@ bool conv_direct_forward_pool2x2_avx512(const ConvDims& d, const float* x, const
   const int64_t PH = d.OH / 2, PW = d.OW / 2, PL = PH * PW;
   const PackedForward pk = pack_forward(d, pl, w, bias);
   parallel_for(0, d.N, 1, [&](int64_t lo, int64_t hi) {
-    thread_local std::vector<float> xbuf, ybuf, pbuf;
-    thread_local std::vector<int32_t> ibuf;
-    float* yt = scratch(ybuf, static_cast<size_t>(pl.L * pl.Opad));
-    float* ypt = scratch(pbuf, static_cast<size_t>(PL * pl.Opad));
-    int32_t* ipt = scratch(ibuf, static_cast<size_t>(PL * pl.Opad));
+    thread_local std::vector<float> xbuf;
+    const PoolTiles tiles(pl, PL);
+    float *yt = tiles.full, *ypt = tiles.pooled;
+    int32_t* ipt = tiles.index;
     for (int64_t n = lo; n < hi; ++n)
       for (int64_t gi = 0; gi < d.G; ++gi) {
         forward_pixels(pl, pk, gi, pl.image(d, x, n, gi, xbuf), 0, pl.L, yt, false);
@@ -593,11 +606,10 @@ bool conv_direct_backward_weight_pool2x2_avx512(const ConvDims& d, const float* 
   float* parts_ptr = wgrad_parts(parts, part_size);
   std::atomic<bool> bad{false};
   parallel_for(0, parts, 1, [&](int64_t lo, int64_t hi) {
-    thread_local std::vector<float> xbuf, gbuf, tbuf;
-    thread_local std::vector<int32_t> ibuf;
-    float* gyt = scratch(gbuf, static_cast<size_t>(pl.L * pl.Opad));
-    float* gt = scratch(tbuf, static_cast<size_t>(PL * pl.Opad));
-    int32_t* it = scratch(ibuf, static_cast<size_t>(PL * pl.Opad));
+    thread_local std::vector<float> xbuf;
+    const PoolTiles tiles(pl, PL);
+    float *gyt = tiles.full, *gt = tiles.pooled;
+    int32_t* it = tiles.index;
     for (int64_t p = lo; p < hi; ++p)
       for (int64_t n = d.N * p / parts; n < d.N * (p + 1) / parts; ++n)
         for (int64_t gi = 0; gi < d.G; ++gi) {
