@@ -25,6 +25,11 @@ namespace {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
+// Loops over a tile's registers are unrolled completely, so the accumulators stay in
+// registers: left to itself GCC kept a 6 x 4 row tile's in a stack array (the cnn's 1 -> 32
+// forward: 0.31 -> 0.24 ms with the pragma).
+#define LOOM_UNROLL _Pragma("GCC unroll 32")
+
 // The register tile: acc[j][v] (+)= sum_r vec[r * vs + 16 v ..] * x[base[j] + off[r]],
 // written to out[j * ldo + 16 v ..]. NJ * NV zmm accumulators; per r: NV vector loads and
 // NJ broadcasts for NJ * NV FMAs. Without `accumulate` the sums start from init[16 v ..]
@@ -37,8 +42,10 @@ void tile(int64_t R, const float* vec, int64_t vs, const float* x, const int64_t
           float* out, int64_t ldo, bool accumulate, const float* init, bool relu) {
   __m512 acc[NJ][NV];
   const float* xp[NJ];
+  LOOM_UNROLL
   for (int j = 0; j < NJ; ++j) {
     xp[j] = x + base[j];
+    LOOM_UNROLL
     for (int v = 0; v < NV; ++v)
       acc[j][v] = accumulate ? _mm512_loadu_ps(out + j * ldo + 16 * v)
                   : init     ? _mm512_loadu_ps(init + 16 * v)
@@ -48,16 +55,24 @@ void tile(int64_t R, const float* vec, int64_t vs, const float* x, const int64_t
     const int64_t o = off[r];
     const float* vr = vec + r * vs;
     __m512 w[NV];
+    LOOM_UNROLL
     for (int v = 0; v < NV; ++v) w[v] = _mm512_loadu_ps(vr + 16 * v);
+    LOOM_UNROLL
     for (int j = 0; j < NJ; ++j) {
       const __m512 b = _mm512_set1_ps(xp[j][o]);
+      LOOM_UNROLL
       for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(w[v], b, acc[j][v]);
     }
   }
-  if (relu)  // max(sum, 0) with the sum first: a NaN sum gives 0, as the relu op
+  if (relu) {  // max(sum, 0) with the sum first: a NaN sum gives 0, as the relu op
+    LOOM_UNROLL
     for (int j = 0; j < NJ; ++j)
+      LOOM_UNROLL
       for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_max_ps(acc[j][v], _mm512_setzero_ps());
+  }
+  LOOM_UNROLL
   for (int j = 0; j < NJ; ++j)
+    LOOM_UNROLL
     for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + j * ldo + 16 * v, acc[j][v]);
 }
 
@@ -165,23 +180,36 @@ void row_tile(int64_t R, const float* w, int64_t ws, const float* x, const RowVe
               int64_t ldy, const float* init, int64_t pf, bool relu) {
   __m512 acc[NJ][NV];
   const float* xp[NV];
+  LOOM_UNROLL
   for (int v = 0; v < NV; ++v) xp[v] = x + rv[v].in;
-  for (int j = 0; j < NJ; ++j)
-    for (int v = 0; v < NV; ++v) acc[j][v] = init ? _mm512_set1_ps(init[j]) : _mm512_setzero_ps();
+  LOOM_UNROLL
+  for (int j = 0; j < NJ; ++j) {
+    const __m512 b = init ? _mm512_set1_ps(init[j]) : _mm512_setzero_ps();
+    LOOM_UNROLL
+    for (int v = 0; v < NV; ++v) acc[j][v] = b;
+  }
   for (int64_t r = 0; r < R; ++r) {
     const int64_t o = off[r];
     __m512 xv[NV];
+    LOOM_UNROLL
     for (int v = 0; v < NV; ++v) xv[v] = _mm512_loadu_ps(xp[v] + o);
     const float* wr = w + r * ws;
+    LOOM_UNROLL
     for (int j = 0; j < NJ; ++j) {
       const __m512 b = _mm512_set1_ps(wr[j]);
+      LOOM_UNROLL
       for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(xv[v], b, acc[j][v]);
     }
   }
-  if (relu)
+  if (relu) {
+    LOOM_UNROLL
     for (int j = 0; j < NJ; ++j)
+      LOOM_UNROLL
       for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_max_ps(acc[j][v], _mm512_setzero_ps());
+  }
+  LOOM_UNROLL
   for (int j = 0; j < NJ; ++j)
+    LOOM_UNROLL
     for (int v = 0; v < NV; ++v) {
       float* dst = y + j * ldy + rv[v].out;
       _mm512_mask_storeu_ps(dst, rv[v].mask, acc[j][v]);
@@ -198,23 +226,30 @@ template <int NJ, int NT>
 void row_wgrad_tile(int64_t nvec, const RowVec* rv, const float* gy, int64_t ldg, const float* x, const int64_t* off,
                     float* acc_mem, int64_t pf) {
   __m512 acc[NJ][NT];
+  LOOM_UNROLL
   for (int j = 0; j < NJ; ++j)
+    LOOM_UNROLL
     for (int t = 0; t < NT; ++t) acc[j][t] = _mm512_loadu_ps(acc_mem + (j * NT + t) * 16);
   for (int64_t v = 0; v < nvec; ++v) {
     const __mmask16 m = rv[v].mask;
     __m512 g[NJ];
+    LOOM_UNROLL
     for (int j = 0; j < NJ; ++j) {
       const float* src = gy + j * ldg + rv[v].out;
       g[j] = _mm512_maskz_loadu_ps(m, src);
       if (pf) __builtin_prefetch(src + pf, 0, 2);  // the next image's rows, into L2
     }
     const float* xv = x + rv[v].in;
+    LOOM_UNROLL
     for (int t = 0; t < NT; ++t) {
       const __m512 xt = _mm512_maskz_loadu_ps(m, xv + off[t]);
+      LOOM_UNROLL
       for (int j = 0; j < NJ; ++j) acc[j][t] = _mm512_fmadd_ps(g[j], xt, acc[j][t]);
     }
   }
+  LOOM_UNROLL
   for (int j = 0; j < NJ; ++j)
+    LOOM_UNROLL
     for (int t = 0; t < NT; ++t) _mm512_storeu_ps(acc_mem + (j * NT + t) * 16, acc[j][t]);
 }
 
