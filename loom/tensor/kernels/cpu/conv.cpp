@@ -436,8 +436,6 @@ void for_conv_pool_chunks(const ConvPoolGeom& cg, DType dtype, F fn) {
   }
 }
 
-}  // namespace
-
 // The fused AVX-512 kernels (conv_direct.h) take f32, i32 indices and 2 x 2 / stride-2
 // windows without padding.
 bool fused_pool2x2(const Tensor& t, const Tensor& idx, const Pool2dParams& pp) {
@@ -445,6 +443,8 @@ bool fused_pool2x2(const Tensor& t, const Tensor& idx, const Pool2dParams& pp) {
          pp.kernel_h == 2 && pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2 && pp.pad_h == 0 &&
          pp.pad_w == 0;
 }
+
+}  // namespace
 
 void conv2d_max_pool2d(const Tensor& x, const Tensor& w, const Conv2dParams& cp, const Tensor& bias,
                        const Pool2dParams& pp, bool relu, Tensor& y, Tensor& idx) {
