@@ -387,6 +387,7 @@ Tensor pooled_backward_input(const Tensor& g, const Tensor& idx, const Tensor& w
 Tensor pooled_backward_weight(const Tensor& x, const Tensor& g, const Tensor& idx, const Attrs& at, const Shape& ws) {
   return apply(OpKind::kConv2dPooledBackwardWeight, {x, g, idx}, conv_pool_adjoint_attrs(at, ws));
 }
+bool conv_pool_relu(const Attrs& at) { return at.ints.size() == 14 && at.ints[13] != 0; }
 // The convolution part of the attributes, without an activation.
 Conv2dOptions conv_part(const Attrs& at) {
   Attrs c = at;
@@ -398,7 +399,7 @@ Conv2dOptions conv_part(const Attrs& at) {
 Ts conv2d_max_pool2d_vjp(const Node& n, const Tensor& g_out) {
   const Tensor &x = n.inputs[0], &w = n.inputs[1], &idx = n.aux[0];
   // A fused relu masks the pooled gradient, as max_pool2d's does.
-  const Tensor g = n.attrs.ints.size() == 14 && n.attrs.ints[13] ? relu_backward(g_out, n.out()) : g_out;
+  const Tensor g = conv_pool_relu(n.attrs) ? relu_backward(g_out, n.out()) : g_out;
   Ts grads = {needs(n, 0) ? pooled_backward_input(g, idx, w, n.attrs, x.shape()) : Tensor(),
               needs(n, 1) ? pooled_backward_weight(x, g, idx, n.attrs, w.shape()) : Tensor()};
   // Every pooled gradient lands on exactly one convolution output: the bias gradient is
@@ -415,7 +416,7 @@ Tensor conv2d_max_pool2d_jvp(const Ts& in, const Ts& t, const Attrs& at, const T
                         t[1].defined() ? conv2d(in[0], t[1], Tensor(), o) : Tensor(), zs);
   if (t.size() == 3 && t[2].defined()) tz = sum_terms(tz, reshape(t[2], {1, ws[0], 1, 1}), zs);
   Tensor r = gather_at_pool_indices(tz, aux[0]);
-  return at.ints.size() == 14 && at.ints[13] ? relu_backward(r, y) : r;
+  return conv_pool_relu(at) ? relu_backward(r, y) : r;
 }
 // gx = conv2d_backward_input(max_pool2d_backward(g, idx), w): linear in g and in w.
 Ts conv2d_pooled_backward_input_vjp(const Node& n, const Tensor& c) {

@@ -436,6 +436,17 @@ void for_conv_pool_chunks(const ConvPoolGeom& cg, DType dtype, F fn) {
   }
 }
 
+// The adjoints' fallback: fn(chunk, n0, n1, dz) with dz = max_pool2d_backward of the chunk's
+// pooled gradient, in the per-thread buffer.
+template <typename F>
+void for_pooled_gradient_chunks(const ConvPoolGeom& cg, const Tensor& g, const Tensor& idx, const Pool2dParams& pp,
+                                F fn) {
+  for_conv_pool_chunks(cg, g.dtype(), [&](int64_t c, int64_t n0, int64_t n1, Tensor dz) {
+    max_pool2d_backward(batch_view(g, n0, n1), batch_view(idx, n0, n1), pp, dz);
+    fn(c, n0, n1, dz);
+  });
+}
+
 // The fused AVX-512 kernels (conv_direct.h) take f32, i32 indices and 2 x 2 / stride-2
 // windows without padding.
 bool fused_pool2x2(const Tensor& t, const Tensor& idx, const Pool2dParams& pp) {
@@ -468,8 +479,7 @@ void conv2d_pooled_backward_input(const Tensor& g, const Tensor& idx, const Pool
                                                         idx.data<int32_t>(), w.data<float>(), gx.data<float>()))
     return;
   const ConvPoolGeom cg = conv_pool_geometry(gx.shape(), w.shape(), cp, g.dtype());
-  for_conv_pool_chunks(cg, g.dtype(), [&](int64_t, int64_t n0, int64_t n1, Tensor dz) {
-    max_pool2d_backward(batch_view(g, n0, n1), batch_view(idx, n0, n1), pp, dz);
+  for_pooled_gradient_chunks(cg, g, idx, pp, [&](int64_t, int64_t n0, int64_t n1, const Tensor& dz) {
     Tensor gxv = batch_view(gx, n0, n1);
     conv2d_backward_input(dz, w, cp, gxv);
   });
@@ -487,8 +497,7 @@ void conv2d_pooled_backward_weight(const Tensor& x, const Tensor& g, const Tenso
   Shape ps = gw.shape();
   ps.insert(ps.begin(), std::max<int64_t>(1, cg.ch.chunks));
   Tensor parts = Tensor::zeros(ps, gw.dtype());
-  for_conv_pool_chunks(cg, x.dtype(), [&](int64_t c, int64_t n0, int64_t n1, Tensor dz) {
-    max_pool2d_backward(batch_view(g, n0, n1), batch_view(idx, n0, n1), pp, dz);
+  for_pooled_gradient_chunks(cg, g, idx, pp, [&](int64_t c, int64_t n0, int64_t n1, const Tensor& dz) {
     Tensor part = parts.as_strided(gw.shape(), gw.strides(), c * gw.numel());
     conv2d_backward_weight(batch_view(x, n0, n1), dz, cp, part);
   });
