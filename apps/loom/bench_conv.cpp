@@ -15,14 +15,27 @@
 namespace loom::cli {
 namespace {
 
-int run_conv(const BenchCommon& o, const std::string& batches) {
+int run_conv(const BenchCommon& o, const std::string& batches, const std::string& algos) {
   std::vector<int> threads = parse_int_list(o.threads, "--threads");
+  // Loom's algorithm per row: "winograd" (F(2x2, 3x3) where it applies -- the default) or
+  // "gemm" (the implicit-GEMM kernels only).
+  std::vector<std::string> algo_list;
+  for (size_t a = 0; a <= algos.size();) {
+    size_t b = algos.find(',', a);
+    if (b == std::string::npos) b = algos.size();
+    const std::string name = algos.substr(a, b - a);
+    if (name != "winograd" && name != "gemm")
+      throw Error(fmt::format("--algo: '{}' is not one of winograd, gemm", name));
+    algo_list.push_back(name);
+    a = b + 1;
+  }
   std::vector<peers::ConvShape> shapes;
   for (int n : parse_int_list(batches, "--batch")) {
     shapes.push_back({n, 1, 28, 28, 32, 3, 1, 1});
     shapes.push_back({n, 32, 14, 14, 64, 3, 1, 1});
   }
-  std::printf("%-28s %3s %-8s %10s %10s %10s %7s\n", "layer", "thr", "pass", "loom_ms", "loom_med", "onednn_ms", "ratio");
+  std::printf("%-28s %3s %-8s %-8s %10s %10s %10s %7s\n", "layer", "thr", "pass", "algo", "loom_ms", "loom_med",
+              "onednn_ms", "ratio");
   nlohmann::json records = nlohmann::json::array();
   for (int t : threads) {
     set_num_threads(t);
@@ -48,18 +61,22 @@ int run_conv(const BenchCommon& o, const std::string& batches) {
           {"bwd_data", [&] { cpu::conv2d_backward_input(gy, w, p, gx); }, peer.backward_data},
           {"bwd_wgt", [&] { cpu::conv2d_backward_weight(x, gy, p, gw); }, peer.backward_weights},
       };
-      for (auto& ps : passes) {
+      for (auto& ps : passes)
+      for (const std::string& algo : algo_list) {
+        cpu::set_conv_winograd(algo == "winograd");
         auto tm = time_each({ps.loom, ps.peer}, o.repeats);
         double lm = tm[0].min() * 1e3, lmed = tm[0].median() * 1e3;
         double pm = tm[1].samples.empty() ? 0 : tm[1].min() * 1e3;
         double ratio = pm > 0 ? pm / lm : 0;  // > 1: Loom faster
-        std::printf("%-28s %3d %-8s %10.3f %10.3f %10.3f %7.3f\n", name.c_str(), t, ps.name, lm, lmed, pm, ratio);
+        std::printf("%-28s %3d %-8s %-8s %10.3f %10.3f %10.3f %7.3f\n", name.c_str(), t, ps.name, algo.c_str(), lm, lmed,
+                    pm, ratio);
         std::fflush(stdout);
-        records.push_back({{"case", name + " " + ps.name}, {"threads", t}, {"loom_ms", lm}, {"loom_ms_median", lmed},
+        records.push_back({{"case", name + " " + ps.name}, {"threads", t}, {"algo", algo}, {"loom_ms", lm}, {"loom_ms_median", lmed},
                            {"peer", "onednn"}, {"peer_ms", pm}, {"ratio", ratio}});
       }
     }
   }
+  cpu::set_conv_winograd(true);
   write_json_records(o.json, records, "conv");
   return 0;
 }
@@ -69,10 +86,15 @@ int run_conv(const BenchCommon& o, const std::string& batches) {
 void add_bench_conv(CLI::App& bench, Runner& run) {
   auto o = std::make_shared<BenchCommon>();
   auto batches = std::make_shared<std::string>("64,256");
+  auto algos = std::make_shared<std::string>("winograd");
   auto* cmd = bench.add_subcommand("conv", "conv2d forward/backward of the CNN's layers vs oneDNN");
   add_common_bench_options(*cmd, *o);
   cmd->add_option("--batch", *batches, "comma-separated batch sizes")->capture_default_str();
-  cmd->callback([o, batches, &run] { run = [o, batches] { return run_conv(*o, *batches); }; });
+  cmd->add_option("--algo", *algos,
+                  "comma-separated Loom algorithms, each a row: winograd (F(2x2,3x3) for 3x3 unit-stride layers with "
+                  ">= 8 channels, else implicit GEMM; the default) or gemm (implicit GEMM only)")
+      ->capture_default_str();
+  cmd->callback([o, batches, algos, &run] { run = [o, batches, algos] { return run_conv(*o, *batches, *algos); }; });
 }
 
 }  // namespace loom::cli

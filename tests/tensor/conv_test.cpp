@@ -1,6 +1,8 @@
 // conv2d forward, input gradient and weight gradient against a naive loop in double
-// precision, on both f32 paths: the AVX-512 implicit GEMM (conv_direct_avx512.cpp) and
-// im2col + GEMM (forced by capping the ISA at AVX2). Shapes cover unit and larger strides,
+// precision, on the three f32 paths: AVX-512 Winograd F(2x2, 3x3) (conv_winograd_avx512.cpp:
+// 3x3 unit-stride ungrouped layers with >= 8 channels), the AVX-512 implicit GEMM
+// (conv_direct_avx512.cpp; Winograd switched off) and im2col + GEMM (forced by capping the
+// ISA at AVX2). Shapes cover unit and larger strides,
 // dilation, groups, no padding, padding beyond the kernel, channel counts that are not a
 // multiple of the 16-lane vector, one image on several threads and uneven batches.
 #include <gtest/gtest.h>
@@ -62,7 +64,7 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
     ASSERT_NEAR(got[i], want[i], 2e-5 * scale + 1e-5) << what << " at flat index " << i;
 }
 
-void check(const Case& c, Isa isa, int threads) {
+void check(const Case& c, Isa isa, int threads, bool winograd) {
   const int64_t KH = c.K, KW = c.KW ? c.KW : c.K;
   const int64_t OH = (c.H + 2 * c.pad - c.dil * (KH - 1) - 1) / c.stride + 1;
   const int64_t OW = (c.W + 2 * c.pad - c.dil * (KW - 1) - 1) / c.stride + 1;
@@ -83,6 +85,7 @@ void check(const Case& c, Isa isa, int threads) {
   p.groups = c.groups;
   set_isa_override(isa);
   set_num_threads(threads);
+  cpu::set_conv_winograd(winograd);
   Tensor y = Tensor::empty(ys), gx = Tensor::empty(xs), gw = Tensor::empty(ws);
   cpu::conv2d_forward(Tensor::from_vector(x, xs), Tensor::from_vector(w, ws), p, y);
   cpu::conv2d_backward_input(Tensor::from_vector(gy, ys), Tensor::from_vector(w, ws), p, gx);
@@ -96,6 +99,7 @@ void check(const Case& c, Isa isa, int threads) {
   cpu::conv2d_forward(Tensor::from_vector(x, xs), Tensor::from_vector(w, ws), p, yr, Tensor::from_vector(bias, {c.O}),
                       /*relu=*/true);
   set_isa_override(Isa::kAvx512);
+  cpu::set_conv_winograd(true);
   std::vector<double> ref_b = ref.y;
   for (size_t i = 0; i < ref_b.size(); ++i) ref_b[i] += bias[(i / static_cast<size_t>(OH * OW)) % static_cast<size_t>(c.O)];
   expect_close(yb.to_vector<float>(), ref_b, "forward with bias");
@@ -122,6 +126,11 @@ const std::vector<Case>& cases() {
       {2, 8, 9, 7, 16, 5, 1, 2, 1, 1, 3},            // 5x3 kernel
       {5, 16, 4, 4, 16, 3, 1, 0},                    // valid convolution, 2x2 output
       {0, 16, 6, 6, 16, 3},                          // empty batch
+      // Winograd-only geometries: padding 2 (backward-data's flipped problem has none),
+      // a 1 x 1 image (one tile, three quarters outside), odd sides, 8 channels.
+      {2, 8, 5, 3, 9, 3, 1, 2},
+      {3, 9, 1, 1, 8, 3},
+      {2, 8, 17, 3, 24, 3},
       // Few taps (<= 32): the row-vector path.
       {2, 3, 9, 20, 10, 3},                          // RGB-like, rows of 16 + 4
       {1, 2, 11, 9, 12, 3, 1, 2, 2},                 // dilation 2, one image
@@ -131,22 +140,22 @@ const std::vector<Case>& cases() {
   return cs;
 }
 
-class ConvPaths : public ::testing::TestWithParam<std::tuple<int, int>> {};
+class ConvPaths : public ::testing::TestWithParam<std::tuple<int, int, bool>> {};
 
 TEST_P(ConvPaths, MatchesNaiveLoop) {
-  const auto [isa, threads] = GetParam();
+  const auto [isa, threads, winograd] = GetParam();
   if (static_cast<Isa>(isa) == Isa::kAvx512 && active_isa() < Isa::kAvx512) GTEST_SKIP() << "no AVX-512";
   for (const Case& c : cases()) {
     SCOPED_TRACE(testing::Message() << "N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " O" << c.O << " K"
                                     << c.K << " s" << c.stride << " p" << c.pad << " d" << c.dil << " g" << c.groups);
-    check(c, static_cast<Isa>(isa), threads);
+    check(c, static_cast<Isa>(isa), threads, winograd);
   }
   set_num_threads(2);
 }
 
 INSTANTIATE_TEST_SUITE_P(IsaAndThreads, ConvPaths,
                          ::testing::Combine(::testing::Values(static_cast<int>(Isa::kAvx512), static_cast<int>(Isa::kAvx2)),
-                                            ::testing::Values(1, 2, 3)));
+                                            ::testing::Values(1, 2, 3), ::testing::Bool()));
 
 // The weight gradient sums per-thread partials in a fixed order: repeated calls agree bitwise.
 TEST(ConvDirect, WeightGradientIsDeterministic) {
@@ -166,7 +175,7 @@ TEST(ConvDirect, WeightGradientIsDeterministic) {
 // then max_pool2d (and the unfused adjoints) on any thread count,
 // with uneven last chunks, one image per chunk (a 28 x 28 x 32 output fills a chunk), a
 // batch smaller than the thread count, overlapping windows with padding, groups, f32 on
-// both paths and f64.
+// every path (Winograd, implicit GEMM, im2col) and f64.
 struct PoolCase {
   int64_t N, C, H, W, O, K, pad, groups, pool, pool_stride, pool_pad;
 };
@@ -219,17 +228,23 @@ TEST(ConvPool, ChunkedEqualsConvThenPoolAndTheirAdjoints) {
   };
   for (int threads : {1, 2, 3})
     for (Isa isa : {Isa::kAvx512, Isa::kAvx2})
-      for (DType dt : {DType::kF32, DType::kF64}) {
-        if ((isa == Isa::kAvx512 && active_isa() < Isa::kAvx512) || (dt == DType::kF64 && isa == Isa::kAvx2)) continue;
-        set_isa_override(isa);
-        set_num_threads(threads);
-        for (const PoolCase& c : cases) {
-          SCOPED_TRACE(testing::Message() << "threads " << threads << " isa " << static_cast<int>(isa) << " "
-                                          << dtype_name(dt) << " N" << c.N << " C" << c.C << " O" << c.O);
-          check_conv_pool(c, dt);
+      for (DType dt : {DType::kF32, DType::kF64})
+        for (bool winograd : {true, false}) {
+          if ((isa == Isa::kAvx512 && active_isa() < Isa::kAvx512) || (dt == DType::kF64 && isa == Isa::kAvx2) ||
+              (!winograd && (isa != Isa::kAvx512 || dt != DType::kF32)))
+            continue;
+          set_isa_override(isa);
+          set_num_threads(threads);
+          cpu::set_conv_winograd(winograd);
+          for (const PoolCase& c : cases) {
+            SCOPED_TRACE(testing::Message() << "threads " << threads << " isa " << static_cast<int>(isa) << " "
+                                            << dtype_name(dt) << " winograd " << winograd << " N" << c.N << " C" << c.C
+                                            << " O" << c.O);
+            check_conv_pool(c, dt);
+          }
         }
-      }
   set_isa_override(Isa::kAvx512);
+  cpu::set_conv_winograd(true);
   set_num_threads(2);
 }
 

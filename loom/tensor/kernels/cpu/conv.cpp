@@ -1,6 +1,8 @@
 #include "loom/tensor/kernels/cpu/conv.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -10,6 +12,18 @@
 #include "loom/tensor/kernels/cpu/gemm.h"
 
 namespace loom::cpu {
+
+namespace {
+// LOOM_CONV_WINOGRAD=0 starts with Winograd off (A/B runs of whole programs).
+bool winograd_default() {
+  const char* env = std::getenv("LOOM_CONV_WINOGRAD");
+  return !(env && (std::strcmp(env, "0") == 0 || std::strcmp(env, "off") == 0));
+}
+std::atomic<bool> g_winograd{winograd_default()};
+}  // namespace
+
+void set_conv_winograd(bool enabled) { g_winograd = enabled; }
+bool conv_winograd_enabled() { return g_winograd; }
 
 int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dilation,
                       const char* op) {

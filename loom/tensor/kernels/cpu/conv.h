@@ -23,6 +23,12 @@ struct Conv2dParams {
   int64_t groups = 1;
 };
 
+// Whether f32 3x3 unit-stride convolutions on AVX-512 use the Winograd F(2x2, 3x3) kernels
+// (conv_winograd.h; on by default) or the implicit-GEMM ones. Process-wide; for tests and
+// benchmarks that compare the two; LOOM_CONV_WINOGRAD=0 in the environment starts it off.
+void set_conv_winograd(bool enabled);
+bool conv_winograd_enabled();
+
 // Output spatial size; throws naming the op if the kernel does not fit the padded input.
 int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dilation,
                       const char* op);

@@ -6,12 +6,14 @@
 #include <array>
 #include <atomic>
 #include <cstring>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "loom/base/thread_pool.h"
 #include "loom/tensor/kernels/cpu/avx512_util.h"
 #include "loom/tensor/kernels/cpu/conv_direct.h"
+#include "loom/tensor/kernels/cpu/conv_winograd.h"
 #include "loom/tensor/kernels/cpu/pool_avx512.h"
 #include "loom/tensor/kernels/cpu/transpose.h"
 
@@ -100,6 +102,16 @@ void tiles_over(int NV, int64_t n, int64_t R, const float* vec, int64_t vs, cons
   }
 }
 
+}  // namespace
+
+void conv_register_tiles(int NV, int64_t n, int64_t R, const float* vec, int64_t vs, const float* x,
+                         const int64_t* base, const int64_t* off, float* out, int64_t ldo, bool accumulate,
+                         const float* init, bool relu) {
+  tiles_over(NV, n, R, vec, vs, x, base, off, out, ldo, accumulate, init, relu);
+}
+
+namespace {
+
 using simd512::hsum;
 
 template <typename T>
@@ -108,17 +120,27 @@ T* scratch(std::vector<T>& v, size_t n) {
   return v.data();
 }
 
-// Shapes shared by both passes: padded planes, tap offsets and pixel bases.
+// Shapes shared by both passes: padded planes, tap offsets and pixel bases. Problems the
+// Winograd kernels take (conv_winograd.h) keep their geometry in `wino`; their padded
+// planes are the ones those kernels read (an extra zero row/column for odd output sides,
+// and zeroed slack after the last plane).
 struct Plan {
-  int64_t Cg, Og, Opad, CKK, L, Hp, Wp, plane;
+  int64_t Cg, Og, Opad, CKK, L, Hp, Wp, plane, slack = 0;
   bool pad;
+  std::optional<WinogradGeom> wino;
   std::vector<int64_t> taps, pix;
 
   explicit Plan(const ConvDims& d) {
     Cg = d.C / d.G, Og = d.O / d.G, Opad = (Og + 15) / 16 * 16;
     CKK = Cg * d.KH * d.KW, L = d.OH * d.OW;
     pad = d.ph > 0 || d.pw > 0;
-    Hp = d.H + 2 * d.ph, Wp = d.W + 2 * d.pw, plane = Hp * Wp;
+    Hp = d.H + 2 * d.ph, Wp = d.W + 2 * d.pw;
+    if (winograd_applies(d)) {
+      wino.emplace(d);
+      pad = true;
+      Hp = wino->Hp, Wp = wino->Wp, slack = kWinogradSlack;
+    }
+    plane = Hp * Wp;
     taps.resize(static_cast<size_t>(CKK));
     for (int64_t c = 0; c < Cg; ++c)
       for (int64_t kh = 0; kh < d.KH; ++kh)
@@ -129,11 +151,14 @@ struct Plan {
       for (int64_t ow = 0; ow < d.OW; ++ow) pix[static_cast<size_t>(oh * d.OW + ow)] = oh * d.sh * Wp + ow * d.sw;
   }
 
-  // Copies the Cg planes of group gi of image n into dst, zero-padded, followed by `slack`
-  // zeroed floats.
-  void copy_padded(const ConvDims& d, const float* x, int64_t n, int64_t gi, float* dst, int64_t slack = 0) const {
+  // Floats of one group's padded image.
+  int64_t image_floats() const { return Cg * plane + slack; }
+
+  // Copies the Cg planes of group gi of image n into dst, zero-padded, followed by `extra`
+  // zeroed floats (beyond the plan's own slack).
+  void copy_padded(const ConvDims& d, const float* x, int64_t n, int64_t gi, float* dst, int64_t extra = 0) const {
     const float* src = x + (n * d.C + gi * Cg) * d.H * d.W;
-    std::memset(dst, 0, sizeof(float) * static_cast<size_t>(Cg * plane + slack));
+    std::memset(dst, 0, sizeof(float) * static_cast<size_t>(image_floats() + extra));
     for (int64_t c = 0; c < Cg; ++c)
       for (int64_t h = 0; h < d.H; ++h)
         std::memcpy(dst + c * plane + (h + d.ph) * Wp + d.pw, src + (c * d.H + h) * d.W, sizeof(float) * d.W);
@@ -142,7 +167,7 @@ struct Plan {
   // The planes of group gi of image n, zero-padded into buf (or in place when unpadded).
   const float* image(const ConvDims& d, const float* x, int64_t n, int64_t gi, std::vector<float>& buf) const {
     if (!pad) return x + (n * d.C + gi * Cg) * d.H * d.W;
-    float* p = scratch(buf, static_cast<size_t>(Cg * plane));
+    float* p = scratch(buf, static_cast<size_t>(image_floats()));
     copy_padded(d, x, n, gi, p);
     return p;
   }
@@ -393,7 +418,8 @@ constexpr int64_t kPixBlock = 64;
 namespace {
 
 // The o-vector forward's packed weights wt[gi][tap][o] (o zero-padded to a multiple of 16)
-// and bias bt[gi][o] (null without a bias), in a thread-local buffer of the calling thread.
+// -- for Winograd problems the transformed weights U[xi][c][o] -- and bias bt[gi][o] (null
+// without a bias), in a thread-local buffer of the calling thread.
 struct PackedForward {
   const float* wt;
   const float* bt;
@@ -401,11 +427,16 @@ struct PackedForward {
 
 PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, const float* bias) {
   thread_local std::vector<float> wt_buf;
-  float* wt = scratch(wt_buf, static_cast<size_t>(d.G * (pl.CKK + 1) * pl.Opad));
-  float* bt = bias ? wt + d.G * pl.CKK * pl.Opad : nullptr;
+  const int64_t wsize = pl.wino ? 16 * pl.Cg * pl.Opad : d.G * pl.CKK * pl.Opad;
+  float* wt = scratch(wt_buf, static_cast<size_t>(wsize + d.G * pl.Opad));
+  float* bt = bias ? wt + wsize : nullptr;
   if (bt)
     for (int64_t gi = 0; gi < d.G; ++gi)
       for (int64_t o = 0; o < pl.Opad; ++o) bt[gi * pl.Opad + o] = o < pl.Og ? bias[gi * pl.Og + o] : 0.0f;
+  if (pl.wino) {
+    winograd_pack_weights(*pl.wino, w, wt);
+    return {wt, bt};
+  }
   for (int64_t gi = 0; gi < d.G; ++gi)
     for (int64_t t = 0; t < pl.CKK; ++t) {
       float* row = wt + (gi * pl.CKK + t) * pl.Opad;
@@ -414,9 +445,11 @@ PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, co
   return {wt, bt};
 }
 
-// yt[pixel - l0][o] for output pixels [l0, l1) of group gi, from its padded image xi.
+// yt[pixel - l0][o] for output pixels [l0, l1) of group gi, from its padded image xi (the
+// Winograd kernels compute whole images: [0, L) only).
 void forward_pixels(const Plan& pl, const PackedForward& pk, int64_t gi, const float* xi, int64_t l0, int64_t l1,
                     float* yt, bool relu) {
+  if (pl.wino) return winograd_forward_image(*pl.wino, pk.wt, pk.bt, xi, yt, relu);
   const float* wg = pk.wt + gi * pl.CKK * pl.Opad;
   for (int64_t ob = 0; ob < pl.Opad; ob += 64) {
     const int nv = static_cast<int>(std::min<int64_t>(4, (pl.Opad - ob) / 16));
@@ -431,7 +464,10 @@ void forward_pixels(const Plan& pl, const PackedForward& pk, int64_t gi, const f
 // The o-vector forward with the padded image of (n, gi) supplied by image(n, gi, buf).
 template <typename Image>
 void forward_vectors(const ConvDims& d, const Plan& pl, const PackedForward& pk, float* y, bool relu, Image image) {
-  for_pixel_ranges(d.N, pl.L, num_threads(), [&](int64_t, int64_t n, int64_t l0, int64_t l1) {
+  // Threads split the N * L pixels (whole images for Winograd: units of L pixels).
+  const int64_t unit = pl.wino ? pl.L : 1;
+  for_pixel_ranges(d.N, pl.L / unit, num_threads(), [&](int64_t, int64_t n, int64_t u0, int64_t u1) {
+    const int64_t l0 = u0 * unit, l1 = u1 * unit;
     thread_local std::vector<float> xbuf, ybuf;
     float* yt = scratch(ybuf, static_cast<size_t>((l1 - l0) * pl.Opad));  // yT[pixel][o]
     for (int64_t gi = 0; gi < d.G; ++gi) {
@@ -573,8 +609,14 @@ float* wgrad_parts(int64_t parts, int64_t part_size) {
   return parts_ptr;
 }
 
-// acc[tap][o] += sum over pixels [l0, l0 + np) of gyt[pixel - l0][o] * xi[pixel + tap].
+// Floats of one group's partial weight gradient: gW^T[tap][o], or the Winograd
+// accumulator [xi][c][o].
+int64_t wgrad_group_size(const Plan& pl) { return (pl.wino ? 16 * pl.Cg : pl.CKK) * pl.Opad; }
+
+// acc[tap][o] += sum over pixels [l0, l0 + np) of gyt[pixel - l0][o] * xi[pixel + tap]
+// (Winograd: whole images only, l0 = 0 and np = L).
 void wgrad_pixels(const Plan& pl, const float* xi, const float* gyt, int64_t l0, int64_t np, float* acc) {
+  if (pl.wino) return winograd_wgrad_image(*pl.wino, xi, gyt, acc);
   for (int64_t r0 = 0; r0 < np; r0 += kPixBlock) {
     const int64_t r1 = std::min(np, r0 + kPixBlock);
     for (int64_t ob = 0; ob < pl.Opad; ob += 64) {
@@ -590,6 +632,7 @@ void wgrad_finish(const ConvDims& d, const Plan& pl, float* parts_ptr, int64_t p
     const float* src = parts_ptr + p * part_size;
     for (int64_t i = 0; i < part_size; ++i) parts_ptr[i] += src[i];
   }
+  if (pl.wino) return winograd_wgrad_finish(*pl.wino, parts_ptr, gw);
   for (int64_t gi = 0; gi < d.G; ++gi)
     transpose_f32_avx512(parts_ptr + gi * pl.CKK * pl.Opad, pl.Opad, pl.CKK, pl.Og, gw + gi * pl.Og * pl.CKK, pl.CKK);
 }
@@ -621,16 +664,18 @@ bool flipped_problem(const ConvDims& d, const float* w, ConvDims& t, const float
 void conv_direct_backward_weight_avx512(const ConvDims& d, const float* x, const float* gy, float* gw) {
   const Plan pl(d);
   if (use_rows(d, pl)) return backward_weight_rows(d, pl, x, gy, gw);
-  const int64_t parts = wgrad_part_count(), part_size = d.G * pl.CKK * pl.Opad;
+  const int64_t parts = wgrad_part_count(), gsize = wgrad_group_size(pl), part_size = d.G * gsize;
   float* parts_ptr = wgrad_parts(parts, part_size);
   if (pl.L > 0 && d.N > 0) {
-    for_pixel_ranges(d.N, pl.L, parts, [&](int64_t p, int64_t n, int64_t l0, int64_t l1) {
+    // Parts split the N * L pixels (whole images for Winograd: units of L pixels).
+    const int64_t unit = pl.wino ? pl.L : 1;
+    for_pixel_ranges(d.N, pl.L / unit, parts, [&](int64_t p, int64_t n, int64_t u0, int64_t u1) {
       thread_local std::vector<float> xbuf, gbuf;
-      const int64_t np = l1 - l0;
+      const int64_t l0 = u0 * unit, np = (u1 - u0) * unit;
       float* gyt = scratch(gbuf, static_cast<size_t>(np * pl.Opad));  // gy^T[pixel][o], zero past Og
       for (int64_t gi = 0; gi < d.G; ++gi) {
         transpose_f32_avx512(gy + (n * d.O + gi * pl.Og) * pl.L + l0, pl.L, pl.Og, np, gyt, pl.Opad, /*full_rows=*/true);
-        wgrad_pixels(pl, pl.image(d, x, n, gi, xbuf), gyt, l0, np, parts_ptr + p * part_size + gi * pl.CKK * pl.Opad);
+        wgrad_pixels(pl, pl.image(d, x, n, gi, xbuf), gyt, l0, np, parts_ptr + p * part_size + gi * gsize);
       }
     });
   }
@@ -642,7 +687,7 @@ bool conv_direct_backward_weight_pool2x2_avx512(const ConvDims& d, const float* 
   const Plan pl(d);
   if (!fused_pool_applies(d, pl)) return false;
   const int64_t PH = d.OH / 2, PW = d.OW / 2, PL = PH * PW;
-  const int64_t parts = wgrad_part_count(), part_size = d.G * pl.CKK * pl.Opad;
+  const int64_t parts = wgrad_part_count(), gsize = wgrad_group_size(pl), part_size = d.G * gsize;
   float* parts_ptr = wgrad_parts(parts, part_size);
   std::atomic<bool> bad{false};
   parallel_for(0, parts, 1, [&](int64_t lo, int64_t hi) {
@@ -663,7 +708,7 @@ bool conv_direct_backward_weight_pool2x2_avx512(const ConvDims& d, const float* 
             bad = true;
             return;
           }
-          wgrad_pixels(pl, pl.image(d, x, n, gi, xbuf), gyt, 0, pl.L, parts_ptr + p * part_size + gi * pl.CKK * pl.Opad);
+          wgrad_pixels(pl, pl.image(d, x, n, gi, xbuf), gyt, 0, pl.L, parts_ptr + p * part_size + gi * gsize);
         }
   });
   if (bad) return false;
@@ -692,8 +737,8 @@ bool conv_direct_backward_input_pool2x2_avx512(const ConvDims& d, const float* g
   // The transformed problem's input is the output gradient: each padded plane is written
   // straight from the pooled gradient and indices.
   forward_vectors(t, pl, pk, gx, false, [&](int64_t n, int64_t gi, std::vector<float>& buf) -> const float* {
-    float* p = scratch(buf, static_cast<size_t>(pl.Cg * pl.plane));
-    std::memset(p, 0, sizeof(float) * static_cast<size_t>(pl.Cg * pl.plane));
+    float* p = scratch(buf, static_cast<size_t>(pl.image_floats()));
+    std::memset(p, 0, sizeof(float) * static_cast<size_t>(pl.image_floats()));
     for (int64_t c = 0; c < pl.Cg; ++c) {
       const int64_t at = (n * d.O + gi * pl.Cg + c) * PL;
       if (!max_pool2x2_backward_plane_avx512(g + at, idx + at, true, d.OH, d.OW, PH, PW,

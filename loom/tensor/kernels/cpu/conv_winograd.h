@@ -1,0 +1,63 @@
+// Winograd F(2x2, 3x3) convolution for f32 on AVX-512 (conv_winograd_avx512.cpp), used by
+// the implicit-GEMM kernels (conv_direct_avx512.cpp) for 3x3, unit-stride, undilated,
+// ungrouped layers, as cuDNN's and oneDNN's Winograd algorithms are.
+//
+// Each 2 x 2 block of output pixels (a "tile") is computed from the 4 x 4 block of padded
+// input under it (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+//   y_tile = A^T [ (G g G^T) (.) (B^T d_tile B) ] A      (.) elementwise, per 4 x 4 position
+// so each of the 16 positions xi is one GEMM over input channels,
+//   M[xi][tile][o] = sum_c V[xi][c][tile] * U[xi][c][o],
+// with 16 multiplies per tile and channel pair instead of 36 (2.25x fewer). The transforms
+// B^T . B (input), G . G^T (weights) and A^T . A (output) are additions and halvings.
+// The weight gradient is the same identity read backwards (the adjoint in g):
+//   dg = G^T [ sum over tiles (A dy_tile A^T) (.) (B^T d_tile B) ] G,
+// one GEMM per position reducing over tiles. Backward-data is a forward convolution with
+// the flipped, transposed kernel (conv_direct_avx512.cpp), so it runs here too.
+//
+// Results differ from the direct kernels' by rounding only (the transforms add and subtract
+// inputs before multiplying); tests bound the difference against a double-precision loop.
+#pragma once
+
+#include <cstdint>
+
+#include "loom/tensor/kernels/cpu/conv_direct.h"
+
+namespace loom::cpu::detail {
+
+// Whether a problem takes the Winograd kernels: 3 x 3, unit stride and dilation, one group,
+// at least 8 input and 8 output channels (fewer leave its GEMMs without enough reduction
+// or lanes), per-image transform buffers within 4 MiB, and Winograd not switched off
+// (set_conv_winograd). The choice does not depend on the batch size.
+bool winograd_applies(const ConvDims& d);
+
+// Tile geometry of one image: TH x TW tiles cover the OH x OW output; the padded input the
+// kernels read has Hp x Wp planes (input at row ph, column pw; zeros around it, including
+// the extra row/column an odd output side needs), followed by kWinogradSlack zeroed floats.
+struct WinogradGeom {
+  int64_t C, O, Opad;  // input channels, output channels (Opad: rounded up to 16)
+  int64_t OH, OW, TH, TW, T, Hp, Wp;
+  explicit WinogradGeom(const ConvDims& d);
+};
+constexpr int64_t kWinogradSlack = 32;
+
+// U[16][C][Opad] = G w[o][c] G^T, zero for o >= O.
+void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U);
+// yt[pixel][Opad] (OH * OW pixels, pixel = oh * OW + ow) = conv(img) + bias (Opad floats,
+// zero-padded, or null), rectified when relu -- the layout of the implicit-GEMM kernels'
+// transposed output tile. img: C padded planes as WinogradGeom describes.
+void winograd_forward_image(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
+                            bool relu);
+// acc[16][C][Opad] += the transform-domain weight gradient of one image, from its padded
+// input and its output gradient gyt[pixel][Opad] (zero past O).
+void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc);
+// gw[O][C][3][3] = G^T acc[.][c][o] G.
+void winograd_wgrad_finish(const WinogradGeom& g, const float* acc, float* gw);
+
+// The implicit-GEMM register tiles (conv_direct_avx512.cpp): for items j < n,
+//   out[j * ldo + 16 v ..] (+)= sum_{r < R} vec[r * vs + 16 v ..] * x[base[j] + off[r]],
+// v < NV (<= 4); starting from init (or zero) unless accumulate; rectified when relu.
+void conv_register_tiles(int NV, int64_t n, int64_t R, const float* vec, int64_t vs, const float* x,
+                         const int64_t* base, const int64_t* off, float* out, int64_t ldo, bool accumulate,
+                         const float* init, bool relu);
+
+}  // namespace loom::cpu::detail

@@ -1,0 +1,256 @@
+// Winograd F(2x2, 3x3) on AVX-512 (see conv_winograd.h for the formulation). Compiled with
+// -mavx512f and friends; only reached when the CPU reports AVX-512.
+//
+// Layouts, per image: V[xi][c][tile] (input transform; tiles contiguous, so the GEMMs
+// broadcast them), M[xi][tile][o] and DY[xi][tile][o] (output channels in lanes, as the
+// implicit-GEMM register tiles produce and read them), U[xi][c][o] and the weight-gradient
+// accumulator acc[xi][c][o].
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "loom/tensor/kernels/cpu/conv.h"
+#include "loom/tensor/kernels/cpu/conv_winograd.h"
+
+namespace loom::cpu::detail {
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace {
+
+template <typename T>
+T* scratch(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// Per-image transform buffers (floats): V plus M (forward) or DY (weight gradient).
+int64_t image_floats(const WinogradGeom& g) { return 16 * g.T * (g.C + g.Opad); }
+
+// The GEMMs' item offsets: base[j] = j * stride for j < n.
+const int64_t* ramp(std::vector<int64_t>& v, int64_t n, int64_t stride) {
+  v.resize(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(j)] = j * stride;
+  return v.data();
+}
+
+// V[xi][c][tile] = B^T d B for every 4 x 4 input block d (tile (th, tw) reads padded rows
+// 2th .. 2th+3, columns 2tw .. 2tw+3). Rows are combined first, 16 columns per vector; the
+// columns of up to 8 neighbouring tiles are then gathered from two vectors by permutes
+// (tile m of the group reads columns 2m .. 2m+3 of the pair), one tile per lane.
+void input_transform(const WinogradGeom& g, const float* img, float* V) {
+  const int64_t plane = g.Hp * g.Wp;
+  __m512i sel[4];
+  for (int k = 0; k < 4; ++k) {
+    alignas(64) int32_t ix[16];
+    for (int m = 0; m < 16; ++m) ix[m] = std::min(2 * m + k, 31);
+    sel[k] = _mm512_load_si512(ix);
+  }
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t th = 0; th < g.TH; ++th)
+      for (int64_t tw0 = 0; tw0 < g.TW; tw0 += 8) {
+        const __mmask16 keep = static_cast<__mmask16>((1u << std::min<int64_t>(8, g.TW - tw0)) - 1);
+        const float* r = img + c * plane + 2 * th * g.Wp + 2 * tw0;
+        __m512 a[4], b[4];
+        for (int i = 0; i < 4; ++i) {
+          a[i] = _mm512_loadu_ps(r + i * g.Wp);
+          b[i] = _mm512_loadu_ps(r + i * g.Wp + 16);
+        }
+        // B^T over rows: (d0 - d2, d1 + d2, d2 - d1, d1 - d3).
+        const __m512 ta[4] = {_mm512_sub_ps(a[0], a[2]), _mm512_add_ps(a[1], a[2]), _mm512_sub_ps(a[2], a[1]),
+                              _mm512_sub_ps(a[1], a[3])};
+        const __m512 tb[4] = {_mm512_sub_ps(b[0], b[2]), _mm512_add_ps(b[1], b[2]), _mm512_sub_ps(b[2], b[1]),
+                              _mm512_sub_ps(b[1], b[3])};
+        float* out = V + (c * g.T + th * g.TW + tw0);
+        const int64_t xs = g.C * g.T;  // one position xi to the next
+        for (int i = 0; i < 4; ++i) {
+          const __m512 e0 = _mm512_permutex2var_ps(ta[i], sel[0], tb[i]);
+          const __m512 o0 = _mm512_permutex2var_ps(ta[i], sel[1], tb[i]);
+          const __m512 e1 = _mm512_permutex2var_ps(ta[i], sel[2], tb[i]);
+          const __m512 o1 = _mm512_permutex2var_ps(ta[i], sel[3], tb[i]);
+          // ... and over columns.
+          _mm512_mask_storeu_ps(out + (4 * i + 0) * xs, keep, _mm512_sub_ps(e0, e1));
+          _mm512_mask_storeu_ps(out + (4 * i + 1) * xs, keep, _mm512_add_ps(o0, e1));
+          _mm512_mask_storeu_ps(out + (4 * i + 2) * xs, keep, _mm512_sub_ps(e1, o0));
+          _mm512_mask_storeu_ps(out + (4 * i + 3) * xs, keep, _mm512_sub_ps(o0, o1));
+        }
+      }
+}
+
+// The output pixels of tile t: p[a * 2 + b] = (2th + a) * OW + 2tw + b, -1 when outside.
+void tile_pixels(const WinogradGeom& g, int64_t t, int64_t p[4]) {
+  const int64_t th = t / g.TW, tw = t % g.TW;
+  for (int a = 0; a < 2; ++a)
+    for (int b = 0; b < 2; ++b) {
+      const int64_t oh = 2 * th + a, ow = 2 * tw + b;
+      p[a * 2 + b] = oh < g.OH && ow < g.OW ? oh * g.OW + ow : -1;
+    }
+}
+
+}  // namespace
+
+WinogradGeom::WinogradGeom(const ConvDims& d) {
+  C = d.C, O = d.O, Opad = (d.O + 15) / 16 * 16;
+  OH = d.OH, OW = d.OW, TH = (d.OH + 1) / 2, TW = (d.OW + 1) / 2, T = TH * TW;
+  Hp = std::max(d.H + 2 * d.ph, 2 * TH + 2);
+  Wp = std::max(d.W + 2 * d.pw, 2 * TW + 2);
+}
+
+bool winograd_applies(const ConvDims& d) {
+  if (!conv_winograd_enabled() || d.KH != 3 || d.KW != 3 || d.sh != 1 || d.sw != 1 || d.dh != 1 || d.dw != 1 ||
+      d.G != 1 || d.C < 8 || d.O < 8 || d.OH < 1 || d.OW < 1)
+    return false;
+  const WinogradGeom g(d);
+  return image_floats(g) * 4 <= (int64_t{4} << 20);
+}
+
+void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U) {
+  // 16 output channels per vector: their 9 taps of channel c gathered (lanes past O get
+  // zero), then G k G^T with G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1], rows then columns.
+  const __m512 half = _mm512_set1_ps(0.5f);
+  const __m512i lane = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(static_cast<int32_t>(g.C * 9)));
+  auto combine = [&](__m512 a, __m512 b, __m512 c, __m512 r[4]) {
+    r[0] = a;
+    r[1] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(a, b), c));
+    r[2] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(a, b), c));
+    r[3] = c;
+  };
+  for (int64_t ob = 0; ob < g.Opad; ob += 16) {
+    const __mmask16 valid = static_cast<__mmask16>((1u << std::clamp<int64_t>(g.O - ob, 0, 16)) - 1);
+    for (int64_t c = 0; c < g.C; ++c) {
+      const float* k = w + (ob * g.C + c) * 9;
+      __m512 tap[9];
+      for (int t = 0; t < 9; ++t) tap[t] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, lane, k + t, 4);
+      __m512 gk[4][3];  // G k: rows
+      for (int s = 0; s < 3; ++s) {
+        __m512 r[4];
+        combine(tap[s], tap[3 + s], tap[6 + s], r);
+        for (int i = 0; i < 4; ++i) gk[i][s] = r[i];
+      }
+      for (int i = 0; i < 4; ++i) {
+        __m512 u[4];
+        combine(gk[i][0], gk[i][1], gk[i][2], u);
+        for (int j = 0; j < 4; ++j) _mm512_storeu_ps(U + ((4 * i + j) * g.C + c) * g.Opad + ob, u[j]);
+      }
+    }
+  }
+}
+
+void winograd_forward_image(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
+                            bool relu) {
+  thread_local std::vector<float> buf;
+  thread_local std::vector<int64_t> base_buf, off_buf;
+  float* V = scratch(buf, static_cast<size_t>(image_floats(g)));
+  float* M = V + 16 * g.C * g.T;
+  input_transform(g, img, V);
+  const int64_t* base = ramp(base_buf, g.T, 1);
+  const int64_t* off = ramp(off_buf, g.C, g.T);
+  for (int xi = 0; xi < 16; ++xi)
+    for (int64_t ob = 0; ob < g.Opad; ob += 64) {
+      const int nv = static_cast<int>(std::min<int64_t>(4, (g.Opad - ob) / 16));
+      conv_register_tiles(nv, g.T, g.C, U + xi * g.C * g.Opad + ob, g.Opad, V + xi * g.C * g.T, base, off,
+                          M + xi * g.T * g.Opad + ob, g.Opad, false, nullptr, false);
+    }
+  // A^T m A per tile (A^T = [1 1 1 0; 0 1 -1 -1]), plus bias, into the pixels it covers.
+  const int64_t xs = g.T * g.Opad;
+  for (int64_t t = 0; t < g.T; ++t) {
+    int64_t p[4];
+    tile_pixels(g, t, p);
+    for (int64_t v = 0; v < g.Opad; v += 16) {
+      const float* m = M + t * g.Opad + v;
+      __m512 s[2][4];
+      for (int j = 0; j < 4; ++j) {
+        const __m512 m0 = _mm512_loadu_ps(m + j * xs), m1 = _mm512_loadu_ps(m + (4 + j) * xs);
+        const __m512 m2 = _mm512_loadu_ps(m + (8 + j) * xs), m3 = _mm512_loadu_ps(m + (12 + j) * xs);
+        s[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+        s[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+      }
+      const __m512 bv = bias ? _mm512_loadu_ps(bias + v) : _mm512_setzero_ps();
+      for (int a = 0; a < 2; ++a) {
+        __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]),
+                       _mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3])};
+        for (int b = 0; b < 2; ++b) {
+          if (p[a * 2 + b] < 0) continue;
+          __m512 r = _mm512_add_ps(y[b], bv);
+          if (relu) r = _mm512_max_ps(r, _mm512_setzero_ps());  // NaN -> 0, as the relu op
+          _mm512_storeu_ps(yt + p[a * 2 + b] * g.Opad + v, r);
+        }
+      }
+    }
+  }
+}
+
+void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc) {
+  thread_local std::vector<float> buf;
+  thread_local std::vector<int64_t> base_buf, off_buf;
+  float* V = scratch(buf, static_cast<size_t>(image_floats(g)));
+  float* DY = V + 16 * g.C * g.T;
+  input_transform(g, img, V);
+  // DY[xi][tile][o] = A dy A^T (A = [1 0; 1 1; 1 -1; 0 -1]): rows (r0, r0 + r1, r0 - r1, -r1),
+  // then the same over columns. Pixels outside the output count as zero.
+  const int64_t xs = g.T * g.Opad;
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t t = 0; t < g.T; ++t) {
+    int64_t p[4];
+    tile_pixels(g, t, p);
+    for (int64_t v = 0; v < g.Opad; v += 16) {
+      __m512 d[4];
+      for (int k = 0; k < 4; ++k) d[k] = p[k] < 0 ? zero : _mm512_loadu_ps(gyt + p[k] * g.Opad + v);
+      // z[i][b] for b = 0, 1 (d[0], d[1]: row 0; d[2], d[3]: row 1).
+      __m512 z[4][2];
+      for (int b = 0; b < 2; ++b) {
+        z[0][b] = d[b];
+        z[1][b] = _mm512_add_ps(d[b], d[2 + b]);
+        z[2][b] = _mm512_sub_ps(d[b], d[2 + b]);
+        z[3][b] = _mm512_sub_ps(zero, d[2 + b]);
+      }
+      float* out = DY + t * g.Opad + v;
+      for (int i = 0; i < 4; ++i) {
+        _mm512_storeu_ps(out + (4 * i + 0) * xs, z[i][0]);
+        _mm512_storeu_ps(out + (4 * i + 1) * xs, _mm512_add_ps(z[i][0], z[i][1]));
+        _mm512_storeu_ps(out + (4 * i + 2) * xs, _mm512_sub_ps(z[i][0], z[i][1]));
+        _mm512_storeu_ps(out + (4 * i + 3) * xs, _mm512_sub_ps(zero, z[i][1]));
+      }
+    }
+  }
+  // acc[xi][c][o] += sum over tiles V[xi][c][tile] * DY[xi][tile][o].
+  const int64_t* base = ramp(base_buf, g.C, g.T);
+  const int64_t* off = ramp(off_buf, g.T, 1);
+  for (int xi = 0; xi < 16; ++xi)
+    for (int64_t ob = 0; ob < g.Opad; ob += 64) {
+      const int nv = static_cast<int>(std::min<int64_t>(4, (g.Opad - ob) / 16));
+      conv_register_tiles(nv, g.C, g.T, DY + xi * xs + ob, g.Opad, V + xi * g.C * g.T, base, off,
+                          acc + xi * g.C * g.Opad + ob, g.Opad, true, nullptr, false);
+    }
+}
+
+void winograd_wgrad_finish(const WinogradGeom& g, const float* acc, float* gw) {
+  // G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1], over rows then columns.
+  for (int64_t o = 0; o < g.O; ++o)
+    for (int64_t c = 0; c < g.C; ++c) {
+      float a[4][4];
+      for (int xi = 0; xi < 16; ++xi) a[xi / 4][xi % 4] = acc[(xi * g.C + c) * g.Opad + o];
+      float r[3][4];
+      for (int j = 0; j < 4; ++j) {
+        r[0][j] = a[0][j] + 0.5f * (a[1][j] + a[2][j]);
+        r[1][j] = 0.5f * (a[1][j] - a[2][j]);
+        r[2][j] = 0.5f * (a[1][j] + a[2][j]) + a[3][j];
+      }
+      float* k = gw + (o * g.C + c) * 9;
+      for (int i = 0; i < 3; ++i) {
+        k[i * 3 + 0] = r[i][0] + 0.5f * (r[i][1] + r[i][2]);
+        k[i * 3 + 1] = 0.5f * (r[i][1] - r[i][2]);
+        k[i * 3 + 2] = 0.5f * (r[i][1] + r[i][2]) + r[i][3];
+      }
+    }
+}
+
+#pragma GCC diagnostic pop
+
+}  // namespace loom::cpu::detail
