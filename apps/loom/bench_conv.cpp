@@ -34,8 +34,8 @@ int run_conv(const BenchCommon& o, const std::string& batches, const std::string
     shapes.push_back({n, 1, 28, 28, 32, 3, 1, 1});
     shapes.push_back({n, 32, 14, 14, 64, 3, 1, 1});
   }
-  std::printf("%-28s %3s %-8s %-8s %10s %10s %10s %7s\n", "layer", "thr", "pass", "algo", "loom_ms", "loom_med",
-              "onednn_ms", "ratio");
+  std::printf("%-28s %3s %-8s %-8s %10s %10s %10s %-8s %7s\n", "layer", "thr", "pass", "algo", "loom_ms", "loom_med",
+              "onednn_ms", "its_algo", "ratio");
   nlohmann::json records = nlohmann::json::array();
   for (int t : threads) {
     set_num_threads(t);
@@ -48,31 +48,46 @@ int run_conv(const BenchCommon& o, const std::string& batches, const std::string
       Tensor x = Tensor::randn({s.N, s.C, s.H, s.W}), w = Tensor::randn({s.O, s.C, s.K, s.K});
       Tensor y = Tensor::empty({s.N, s.O, OH, OW}), gy = Tensor::randn({s.N, s.O, OH, OW});
       Tensor gx = Tensor::empty(x.shape()), gw = Tensor::empty(w.shape());
-      peers::ConvPeer peer;
-      if (!o.no_peers) peer = peers::onednn_conv(s);
+      // oneDNN at its best: its direct and (where this build has one) Winograd algorithms,
+      // the faster per pass.
+      peers::ConvPeer peer, wpeer;
+      if (!o.no_peers) {
+        peer = peers::onednn_conv(s);
+        try {
+          wpeer = peers::onednn_conv(s, /*winograd=*/true);
+        } catch (const std::exception& e) {
+          wpeer.unavailable = e.what();
+        }
+      }
       if (!peer.unavailable.empty()) std::printf("# onednn unavailable: %s\n", peer.unavailable.c_str());
       const std::string name = fmt::format("{}x{}x{}x{}->{} k{}", s.N, s.C, s.H, s.W, s.O, s.K);
       struct Pass {
         const char* name;
-        std::function<void()> loom, peer;
+        std::function<void()> loom, peer, wpeer;
       };
       std::vector<Pass> passes = {
-          {"forward", [&] { cpu::conv2d_forward(x, w, p, y); }, peer.forward},
-          {"bwd_data", [&] { cpu::conv2d_backward_input(gy, w, p, gx); }, peer.backward_data},
-          {"bwd_wgt", [&] { cpu::conv2d_backward_weight(x, gy, p, gw); }, peer.backward_weights},
+          {"forward", [&] { cpu::conv2d_forward(x, w, p, y); }, peer.forward, wpeer.forward},
+          {"bwd_data", [&] { cpu::conv2d_backward_input(gy, w, p, gx); }, peer.backward_data, wpeer.backward_data},
+          {"bwd_wgt", [&] { cpu::conv2d_backward_weight(x, gy, p, gw); }, peer.backward_weights,
+           wpeer.backward_weights},
       };
       for (auto& ps : passes)
       for (const std::string& algo : algo_list) {
         cpu::set_conv_winograd(algo == "winograd");
-        auto tm = time_each({ps.loom, ps.peer}, o.repeats);
+        auto tm = time_each({ps.loom, ps.peer, ps.wpeer}, o.repeats);
         double lm = tm[0].min() * 1e3, lmed = tm[0].median() * 1e3;
         double pm = tm[1].samples.empty() ? 0 : tm[1].min() * 1e3;
+        const char* peer_algo = "direct";
+        if (!tm[2].samples.empty() && (pm == 0 || tm[2].min() * 1e3 < pm)) {
+          pm = tm[2].min() * 1e3;
+          peer_algo = "winograd";
+        }
         double ratio = pm > 0 ? pm / lm : 0;  // > 1: Loom faster
-        std::printf("%-28s %3d %-8s %-8s %10.3f %10.3f %10.3f %7.3f\n", name.c_str(), t, ps.name, algo.c_str(), lm, lmed,
-                    pm, ratio);
+        std::printf("%-28s %3d %-8s %-8s %10.3f %10.3f %10.3f %-8s %7.3f\n", name.c_str(), t, ps.name, algo.c_str(), lm,
+                    lmed, pm, pm > 0 ? peer_algo : "-", ratio);
         std::fflush(stdout);
         records.push_back({{"case", name + " " + ps.name}, {"threads", t}, {"algo", algo}, {"loom_ms", lm}, {"loom_ms_median", lmed},
-                           {"peer", "onednn"}, {"peer_ms", pm}, {"ratio", ratio}});
+                           {"peer", "onednn"}, {"peer_algo", peer_algo}, {"peer_ms", pm}, {"ratio", ratio}});
       }
     }
   }

@@ -132,8 +132,9 @@ struct ConvState {
 
 }  // namespace
 
-ConvPeer onednn_conv(const ConvShape& s) {
+ConvPeer onednn_conv(const ConvShape& s, bool winograd) {
   ConvPeer peer;
+  const dnnl_alg_kind_t alg = winograd ? dnnl_convolution_winograd : dnnl_convolution_direct;
   auto st = std::make_shared<ConvState>();
   check(dnnl_engine_create(&st->eng, dnnl_cpu, 0), "engine_create");
   check(dnnl_stream_create(&st->stream, st->eng, dnnl_stream_default_flags), "stream_create");
@@ -145,15 +146,15 @@ ConvPeer onednn_conv(const ConvShape& s) {
   check(dnnl_memory_desc_init_by_tag(&wei_md, 4, wei, dnnl_f32, dnnl_format_tag_any), "md");
   check(dnnl_memory_desc_init_by_tag(&dst_md, 4, dst, dnnl_f32, dnnl_format_tag_any), "md");
   dnnl_convolution_desc_t fd, bd, wd;
-  check(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &src_md, &wei_md,
+  check(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, alg, &src_md, &wei_md,
                                            nullptr, &dst_md, strides, pad, pad),
         "conv forward desc");
   check(dnnl_primitive_desc_create(&st->fwd_pd, &fd, nullptr, st->eng, nullptr), "forward pd");
-  check(dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &src_md, &wei_md, &dst_md, strides,
+  check(dnnl_convolution_backward_data_desc_init(&bd, alg, &src_md, &wei_md, &dst_md, strides,
                                                  pad, pad),
         "conv backward data desc");
   check(dnnl_primitive_desc_create(&st->bwd_d_pd, &bd, nullptr, st->eng, st->fwd_pd), "backward data pd");
-  check(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &src_md, &wei_md, nullptr,
+  check(dnnl_convolution_backward_weights_desc_init(&wd, alg, &src_md, &wei_md, nullptr,
                                                     &dst_md, strides, pad, pad),
         "conv backward weights desc");
   check(dnnl_primitive_desc_create(&st->bwd_w_pd, &wd, nullptr, st->eng, st->fwd_pd), "backward weights pd");
@@ -183,7 +184,7 @@ ConvPeer onednn_conv(const ConvShape& s) {
 #else
 
 SgemmPeer onednn() { return {"onednn", "built without oneDNN headers (libdnnl-dev)", nullptr, nullptr}; }
-ConvPeer onednn_conv(const ConvShape&) { return {"built without oneDNN headers (libdnnl-dev)", {}, {}, {}}; }
+ConvPeer onednn_conv(const ConvShape&, bool) { return {"built without oneDNN headers (libdnnl-dev)", {}, {}, {}}; }
 
 #endif
 

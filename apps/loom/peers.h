@@ -33,7 +33,9 @@ struct ConvPeer {
   std::string unavailable;
   std::function<void()> forward, backward_data, backward_weights;
 };
-ConvPeer onednn_conv(const ConvShape& s);
+// winograd: oneDNN's Winograd algorithm instead of its direct one (unavailable when this
+// oneDNN build has no Winograd kernel for the shape and CPU).
+ConvPeer onednn_conv(const ConvShape& s, bool winograd = false);
 void onednn_set_threads(int threads);
 
 }  // namespace loom::peers

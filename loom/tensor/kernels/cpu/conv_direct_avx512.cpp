@@ -121,11 +121,10 @@ T* scratch(std::vector<T>& v, size_t n) {
 }
 
 // Shapes shared by both passes: padded planes, tap offsets and pixel bases. Problems the
-// Winograd kernels take (conv_winograd.h) keep their geometry in `wino`; their padded
-// planes are the ones those kernels read (an extra zero row/column for odd output sides,
-// and zeroed slack after the last plane).
+// Winograd kernels take (conv_winograd.h) keep their geometry in `wino`; those kernels
+// read unpadded planes (the padding is masked), so their images are never copied.
 struct Plan {
-  int64_t Cg, Og, Opad, CKK, L, Hp, Wp, plane, slack = 0;
+  int64_t Cg, Og, Opad, CKK, L, Hp, Wp, plane;
   bool pad;
   std::optional<WinogradGeom> wino;
   std::vector<int64_t> taps, pix;
@@ -134,13 +133,11 @@ struct Plan {
     Cg = d.C / d.G, Og = d.O / d.G, Opad = (Og + 15) / 16 * 16;
     CKK = Cg * d.KH * d.KW, L = d.OH * d.OW;
     pad = d.ph > 0 || d.pw > 0;
-    Hp = d.H + 2 * d.ph, Wp = d.W + 2 * d.pw;
     if (winograd_applies(d)) {
       wino.emplace(d);
-      pad = true;
-      Hp = wino->Hp, Wp = wino->Wp, slack = kWinogradSlack;
+      pad = false;
     }
-    plane = Hp * Wp;
+    Hp = pad ? d.H + 2 * d.ph : d.H, Wp = pad ? d.W + 2 * d.pw : d.W, plane = Hp * Wp;
     taps.resize(static_cast<size_t>(CKK));
     for (int64_t c = 0; c < Cg; ++c)
       for (int64_t kh = 0; kh < d.KH; ++kh)
@@ -151,14 +148,14 @@ struct Plan {
       for (int64_t ow = 0; ow < d.OW; ++ow) pix[static_cast<size_t>(oh * d.OW + ow)] = oh * d.sh * Wp + ow * d.sw;
   }
 
-  // Floats of one group's padded image.
-  int64_t image_floats() const { return Cg * plane + slack; }
+  // Where an image's pixel (0, 0) is in its (padded) plane.
+  int64_t origin(const ConvDims& d) const { return pad ? d.ph * Wp + d.pw : 0; }
 
-  // Copies the Cg planes of group gi of image n into dst, zero-padded, followed by `extra`
-  // zeroed floats (beyond the plan's own slack).
-  void copy_padded(const ConvDims& d, const float* x, int64_t n, int64_t gi, float* dst, int64_t extra = 0) const {
+  // Copies the Cg planes of group gi of image n into dst, zero-padded, followed by `slack`
+  // zeroed floats.
+  void copy_padded(const ConvDims& d, const float* x, int64_t n, int64_t gi, float* dst, int64_t slack = 0) const {
     const float* src = x + (n * d.C + gi * Cg) * d.H * d.W;
-    std::memset(dst, 0, sizeof(float) * static_cast<size_t>(image_floats() + extra));
+    std::memset(dst, 0, sizeof(float) * static_cast<size_t>(Cg * plane + slack));
     for (int64_t c = 0; c < Cg; ++c)
       for (int64_t h = 0; h < d.H; ++h)
         std::memcpy(dst + c * plane + (h + d.ph) * Wp + d.pw, src + (c * d.H + h) * d.W, sizeof(float) * d.W);
@@ -167,7 +164,7 @@ struct Plan {
   // The planes of group gi of image n, zero-padded into buf (or in place when unpadded).
   const float* image(const ConvDims& d, const float* x, int64_t n, int64_t gi, std::vector<float>& buf) const {
     if (!pad) return x + (n * d.C + gi * Cg) * d.H * d.W;
-    float* p = scratch(buf, static_cast<size_t>(image_floats()));
+    float* p = scratch(buf, static_cast<size_t>(Cg * plane));
     copy_padded(d, x, n, gi, p);
     return p;
   }
@@ -737,12 +734,13 @@ bool conv_direct_backward_input_pool2x2_avx512(const ConvDims& d, const float* g
   // The transformed problem's input is the output gradient: each padded plane is written
   // straight from the pooled gradient and indices.
   forward_vectors(t, pl, pk, gx, false, [&](int64_t n, int64_t gi, std::vector<float>& buf) -> const float* {
-    float* p = scratch(buf, static_cast<size_t>(pl.image_floats()));
-    std::memset(p, 0, sizeof(float) * static_cast<size_t>(pl.image_floats()));
+    float* p = scratch(buf, static_cast<size_t>(pl.Cg * pl.plane));
+    // (unpadded planes -- Winograd -- are written whole below)
+    if (pl.pad) std::memset(p, 0, sizeof(float) * static_cast<size_t>(pl.Cg * pl.plane));
     for (int64_t c = 0; c < pl.Cg; ++c) {
       const int64_t at = (n * d.O + gi * pl.Cg + c) * PL;
       if (!max_pool2x2_backward_plane_avx512(g + at, idx + at, true, d.OH, d.OW, PH, PW,
-                                             p + c * pl.plane + t.ph * pl.Wp + t.pw, pl.Wp))
+                                             p + c * pl.plane + pl.origin(t), pl.Wp))
         bad = true;
     }
     return p;

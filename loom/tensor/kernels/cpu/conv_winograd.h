@@ -30,25 +30,25 @@ namespace loom::cpu::detail {
 // (set_conv_winograd). The choice does not depend on the batch size.
 bool winograd_applies(const ConvDims& d);
 
-// Tile geometry of one image: TH x TW tiles cover the OH x OW output; the padded input the
-// kernels read has Hp x Wp planes (input at row ph, column pw; zeros around it, including
-// the extra row/column an odd output side needs), followed by kWinogradSlack zeroed floats.
+// Tile geometry of one image: TH x TW tiles cover the OH x OW output. The kernels read
+// the input's unpadded C x H x W planes; the padding (ph, pw) and whatever the last tiles
+// read past the output are zeros of masked loads.
 struct WinogradGeom {
   int64_t C, O, Opad;  // input channels, output channels (Opad: rounded up to 16)
-  int64_t OH, OW, TH, TW, T, Hp, Wp;
+  int64_t H, W, ph, pw;
+  int64_t OH, OW, TH, TW, T;
   explicit WinogradGeom(const ConvDims& d);
 };
-constexpr int64_t kWinogradSlack = 32;
 
 // U[16][C][Opad] = G w[o][c] G^T, zero for o >= O.
 void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U);
 // yt[pixel][Opad] (OH * OW pixels, pixel = oh * OW + ow) = conv(img) + bias (Opad floats,
 // zero-padded, or null), rectified when relu -- the layout of the implicit-GEMM kernels'
-// transposed output tile. img: C padded planes as WinogradGeom describes.
+// transposed output tile. img: the C unpadded H x W planes of one image.
 void winograd_forward_image(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
                             bool relu);
-// acc[16][C][Opad] += the transform-domain weight gradient of one image, from its padded
-// input and its output gradient gyt[pixel][Opad] (zero past O).
+// acc[16][C][Opad] += the transform-domain weight gradient of one image, from its input
+// planes and its output gradient gyt[pixel][Opad] (zero past O).
 void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc);
 // gw[O][C][3][3] = G^T acc[.][c][o] G.
 void winograd_wgrad_finish(const WinogradGeom& g, const float* acc, float* gw);

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <numeric>
 #include <vector>
@@ -39,27 +40,45 @@ const int64_t* ramp(std::vector<int64_t>& v, int64_t n, int64_t stride) {
   return v.data();
 }
 
-// V[xi][c][tile] = B^T d B for every 4 x 4 input block d (tile (th, tw) reads padded rows
-// 2th .. 2th+3, columns 2tw .. 2tw+3). Rows are combined first, 16 columns per vector; the
-// columns of up to 8 neighbouring tiles are then gathered from two vectors by permutes
-// (tile m of the group reads columns 2m .. 2m+3 of the pair), one tile per lane.
+// Lanes [lo, hi) of a 16-lane mask (empty when hi <= lo).
+__mmask16 lanes(int64_t lo, int64_t hi) {
+  lo = std::clamp<int64_t>(lo, 0, 16), hi = std::clamp<int64_t>(hi, 0, 16);
+  return hi <= lo ? 0 : static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+// 16 floats from p + i, lanes outside `m` zero and never read (p + i may point outside
+// the image there: the address is formed as an integer).
+__m512 load_masked(const float* p, int64_t i, __mmask16 m) {
+  return _mm512_maskz_loadu_ps(m, reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + i * 4));
+}
+
+// V[xi][c][tile] = B^T d B for every 4 x 4 input block d (tile (th, tw) reads input rows
+// 2th - ph .. 2th - ph + 3, columns 2tw - pw .. 2tw - pw + 3; outside the image counts as
+// zero: masked loads read the unpadded planes). Rows are combined first, 16 columns per
+// vector; the columns of up to 8 neighbouring tiles are then gathered from two vectors by
+// permutes (tile m of the group reads columns 2m .. 2m+3 of the pair), one tile per lane.
 void input_transform(const WinogradGeom& g, const float* img, float* V) {
-  const int64_t plane = g.Hp * g.Wp;
+  const int64_t plane = g.H * g.W;
   __m512i sel[4];
   for (int k = 0; k < 4; ++k) {
     alignas(64) int32_t ix[16];
     for (int m = 0; m < 16; ++m) ix[m] = std::min(2 * m + k, 31);
     sel[k] = _mm512_load_si512(ix);
   }
-  for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t th = 0; th < g.TH; ++th)
-      for (int64_t tw0 = 0; tw0 < g.TW; tw0 += 8) {
-        const __mmask16 keep = static_cast<__mmask16>((1u << std::min<int64_t>(8, g.TW - tw0)) - 1);
-        const float* r = img + c * plane + 2 * th * g.Wp + 2 * tw0;
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t tw0 = 0; tw0 < g.TW; tw0 += 8) {
+    const __mmask16 keep = lanes(0, g.TW - tw0);
+    const int64_t c0 = 2 * tw0 - g.pw;  // first input column of the group
+    const __mmask16 ma = lanes(-c0, g.W - c0), mb = lanes(-c0 - 16, g.W - c0 - 16);
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t th = 0; th < g.TH; ++th) {
         __m512 a[4], b[4];
         for (int i = 0; i < 4; ++i) {
-          a[i] = _mm512_loadu_ps(r + i * g.Wp);
-          b[i] = _mm512_loadu_ps(r + i * g.Wp + 16);
+          const int64_t row = 2 * th - g.ph + i;
+          const bool inside = row >= 0 && row < g.H;
+          const int64_t at = c * plane + row * g.W + c0;
+          a[i] = inside ? load_masked(img, at, ma) : zero;
+          b[i] = inside ? load_masked(img, at + 16, mb) : zero;
         }
         // B^T over rows: (d0 - d2, d1 + d2, d2 - d1, d1 - d3).
         const __m512 ta[4] = {_mm512_sub_ps(a[0], a[2]), _mm512_add_ps(a[1], a[2]), _mm512_sub_ps(a[2], a[1]),
@@ -80,6 +99,7 @@ void input_transform(const WinogradGeom& g, const float* img, float* V) {
           _mm512_mask_storeu_ps(out + (4 * i + 3) * xs, keep, _mm512_sub_ps(o0, o1));
         }
       }
+  }
 }
 
 // The output pixels of tile t: p[a * 2 + b] = (2th + a) * OW + 2tw + b, -1 when outside.
@@ -96,9 +116,8 @@ void tile_pixels(const WinogradGeom& g, int64_t t, int64_t p[4]) {
 
 WinogradGeom::WinogradGeom(const ConvDims& d) {
   C = d.C, O = d.O, Opad = (d.O + 15) / 16 * 16;
+  H = d.H, W = d.W, ph = d.ph, pw = d.pw;
   OH = d.OH, OW = d.OW, TH = (d.OH + 1) / 2, TW = (d.OW + 1) / 2, T = TH * TW;
-  Hp = std::max(d.H + 2 * d.ph, 2 * TH + 2);
-  Wp = std::max(d.W + 2 * d.pw, 2 * TW + 2);
 }
 
 bool winograd_applies(const ConvDims& d) {
