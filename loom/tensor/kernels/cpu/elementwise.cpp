@@ -217,6 +217,33 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
                              out.numel());
     }
   }
+  if (out.dtype() == DType::kF32) {
+    // Broadcasting (a bias row added to every row of a batch): the vector kernel row by row
+    // wherever each operand's innermost stride is unit or zero, the scalar loop elsewhere.
+    const bool wide = active_isa() == Isa::kAvx512;
+    std::array<std::vector<int64_t>, 3> st = {broadcast_byte_strides(out, out.shape()),
+                                              broadcast_byte_strides(a, out.shape()),
+                                              broadcast_byte_strides(b, out.shape())};
+    auto unit_or_zero = [](int64_t s) { return s == 0 || s == 4; };
+    for_each_row<3>(out.shape(),
+                    {static_cast<char*>(out.raw_data()), static_cast<char*>(a.raw_data()),
+                     static_cast<char*>(b.raw_data())},
+                    st, [&](std::array<char*, 3> p, std::array<int64_t, 3> s, int64_t n) {
+                      const float* pa = reinterpret_cast<const float*>(p[1]);
+                      const float* pb = reinterpret_cast<const float*>(p[2]);
+                      float* po = reinterpret_cast<float*>(p[0]);
+                      if (s[0] == 4 && unit_or_zero(s[1]) && unit_or_zero(s[2])) {
+                        if (wide) avx512::binary_f32(op, pa, s[1] / 4, pb, s[2] / 4, po, n);
+                        else generic::binary_f32(op, pa, s[1] / 4, pb, s[2] / 4, po, n);
+                        return;
+                      }
+                      for (int64_t i = 0; i < n; ++i)
+                        *reinterpret_cast<float*>(p[0] + i * s[0]) =
+                            binary_scalar(op, *reinterpret_cast<const float*>(p[1] + i * s[1]),
+                                          *reinterpret_cast<const float*>(p[2] + i * s[2]));
+                    });
+    return;
+  }
   LOOM_DISPATCH_NUMERIC(out.dtype(), "binary", [&] { binary_typed<scalar_t>(op, a, b, out); });
 }
 
