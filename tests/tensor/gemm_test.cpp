@@ -65,7 +65,10 @@ TEST_P(GemmTest, EdgeSizesAroundTheRegisterTile) {
   const int mr = active_sgemm_kernel().mr, nr = active_sgemm_kernel().nr;
   for (int64_t M = 1; M <= mr + 1; ++M)
     for (int64_t N : {int64_t(1), int64_t(nr - 1), int64_t(nr), int64_t(nr + 1)})
-      for (int64_t K : {1, 7, 16}) check(M, N, K, 0, 0, 1.0f, 0.0f, rng);
+      for (int64_t K : {1, 7, 16}) {
+        check(M, N, K, 0, 0, 1.0f, 0.0f, rng);
+        check(M, N, K, 0, 0, 0.5f, 1.5f, rng);  // partial panels' own kernels scale and accumulate
+      }
 }
 
 TEST_P(GemmTest, TransposedStridedOperandsAndScaling) {

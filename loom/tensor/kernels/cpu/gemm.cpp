@@ -191,6 +191,8 @@ void macro_kernel(const GemmKernel& g, const float* Ap, const BSource& bs, int64
       float* c = C + i0 * ldc + j0;
       if (rows == g.mr && cols == g.nr) {
         g.micro(kc, apanel, bpanel, ldb, c, ldc, alpha, beta);
+      } else if (cols == g.nr && g.edge[rows]) {
+        g.edge[rows](kc, apanel, bpanel, ldb, c, ldc, alpha, beta);
       } else {
         // Edge tile: compute the full tile into scratch, then merge the valid part.
         g.micro(kc, apanel, bpanel, ldb, tile, g.nr, alpha, 0.0f);

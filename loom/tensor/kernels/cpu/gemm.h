@@ -51,8 +51,12 @@ struct GemmKernel {
   // C[0:MR, 0:NR] (row stride ldc) = alpha * Apanel(K x MR) . Bpanel(K x NR) + beta * C,
   // where row k of the B panel starts at B + k * ldb (NR when packed, B's row stride when
   // the kernel reads an unpacked row-major B directly).
-  void (*micro)(int64_t K, const float* A, const float* B, int64_t ldb, float* C, int64_t ldc,
-                float alpha, float beta);
+  using Micro = void (*)(int64_t K, const float* A, const float* B, int64_t ldb, float* C, int64_t ldc,
+                         float alpha, float beta);
+  Micro micro;
+  // edge[r] (r < mr; null where absent): the same for only the first r rows of an MR-tall A
+  // panel, written straight into C -- M's last panel then costs r rows, not MR.
+  Micro edge[16] = {};
 };
 
 // The kernel sgemm uses now (after CPU detection and set_isa_override).

@@ -21,7 +21,11 @@ inline Vec vmul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
 namespace loom::cpu {
 
 const GemmKernel* sgemm_kernel_avx2() {
-  static const GemmKernel k{"avx2", 6, 16, 144, 256, 3072, &avx2::micro_kernel<6, 2>};
+  static const GemmKernel k = [] {
+    GemmKernel g{"avx2", 6, 16, 144, 256, 3072, &avx2::micro_kernel<6, 2>};
+    avx2::fill_edge_kernels<6, 2>(g.edge, std::make_integer_sequence<int, 5>{});
+    return g;
+  }();
   return &k;
 }
 

@@ -33,6 +33,8 @@ const GemmKernel* sgemm_kernel_avx512() {
   static const GemmKernel k = [] {
     GemmKernel g{"avx512", LOOM_AVX512_MR, 16 * LOOM_AVX512_NV, 0, 0, 0,
                  &avx512::micro_kernel<LOOM_AVX512_MR, LOOM_AVX512_NV>};
+    avx512::fill_edge_kernels<LOOM_AVX512_MR, LOOM_AVX512_NV>(
+        g.edge, std::make_integer_sequence<int, LOOM_AVX512_MR - 1>{});
     // Blocking for a 48 KiB L1 / 1 MiB L2 core: an MR x KC A panel and a KC x NR B panel
     // stay in L1, the MC x KC A block in L2.
     g.kc = 384;

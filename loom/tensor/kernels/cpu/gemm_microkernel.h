@@ -3,16 +3,21 @@
 //
 // The MR x (NV vectors) tile of C lives in registers for the whole K loop; each k step
 // loads NV vectors of the packed B panel, broadcasts MR values of the packed A panel, and
-// issues MR*NV independent FMAs -- enough to cover FMA latency on two FMA pipes.
+// issues MR*NV independent FMAs -- enough to cover FMA latency on two FMA pipes. AS is the
+// A panel's row count (its stride per k): a kernel with MR < AS computes the first MR rows
+// of a full-height panel (the edge of a matrix whose M is not a multiple of the panel's).
 #pragma once
 
 #include <immintrin.h>
 
 #include <cstdint>
+#include <utility>
+
+#include "loom/tensor/kernels/cpu/gemm.h"
 
 namespace loom::cpu::LOOM_GEMM_ISA {
 
-template <int MR, int NV>
+template <int MR, int NV, int AS = MR>
 void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict B, int64_t ldb,
                   float* __restrict C, int64_t ldc, float alpha, float beta) {
   constexpr int W = sizeof(Vec) / sizeof(float);
@@ -32,14 +37,14 @@ void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict 
     Vec b[NV];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) b[j] = vloadu(B + j * W);
-    __builtin_prefetch(A + 8 * MR);
+    __builtin_prefetch(A + 8 * AS);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       Vec a = vbroadcast(A + i);
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) acc[i][j] = vfmadd(a, b[j], acc[i][j]);
     }
-    A += MR;
+    A += AS;
     B += ldb;
   }
   const Vec va = vset1(alpha);
@@ -58,6 +63,16 @@ void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict 
         vstoreu(c, vfmadd(va, acc[i][j], vmul(vb, vloadu(c))));
       }
   }
+}
+
+}  // namespace loom::cpu::LOOM_GEMM_ISA
+
+namespace loom::cpu::LOOM_GEMM_ISA {
+
+// edge[r] = micro_kernel<r, NV, MR> for r = 1 .. MR - 1 (edge[0] stays null).
+template <int MR, int NV, int... R>
+void fill_edge_kernels(GemmKernel::Micro* edge, std::integer_sequence<int, R...>) {
+  ((edge[R + 1] = &micro_kernel<R + 1, NV, MR>), ...);
 }
 
 }  // namespace loom::cpu::LOOM_GEMM_ISA
