@@ -233,6 +233,22 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
     });
     return;
   }
+  if (2 * N <= g.nr && M >= g.mr && M > N) {
+    // A narrow product (a classifier head: N = 10 against NR = 32) leaves most of every
+    // micro-tile's columns empty. Its transpose C^T = B^T A^T has the long side across the
+    // panels; it goes to a buffer and is transposed back (N x M floats, cheap next to it).
+    thread_local std::vector<float> ct_buf;
+    if (ct_buf.size() < static_cast<size_t>(M * N)) ct_buf.resize(static_cast<size_t>(M * N));
+    float* ct = ct_buf.data();
+    if (beta != 0.0f)
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) ct[j * M + i] = C[i * ldc + j];
+    sgemm(N, M, K, alpha, {B.data, B.col_stride, B.row_stride}, {A.data, A.col_stride, A.row_stride}, beta, ct, M,
+          parallel);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = ct[j * M + i];
+    return;
+  }
 
   const int64_t nc_max = std::min<int64_t>(g.nc, (N + g.nr - 1) / g.nr * g.nr);
   const int64_t kc_max = std::min<int64_t>(g.kc, K);
