@@ -303,6 +303,14 @@ TEST(CommSchedule, CostModelPrefersLatencyOptimalForSmallAndBandwidthOptimalForL
   const double nb = 4.0 * s.count;
   const double want = 14 * (cp.alpha + cp.beta * nb / 8) + 7 * cp.gamma * nb / 8;
   EXPECT_NEAR(predict_seconds(s, DType::f32, cp), want, want * 1e-9);
+  // A pipelined step's chunks stream back to back: alpha once per step (docs/comm.md), so
+  // with free bandwidth the prediction is alpha times the step count.
+  CostParams lat;
+  lat.alpha = 1e-6, lat.beta = 1e-30, lat.gamma = 1e-30;
+  s.ranks = 2, s.count = 1 << 20, s.chunk = 1 << 16;
+  const Schedule piped = make_schedule(s);
+  ASSERT_TRUE(piped.pipelined);
+  EXPECT_NEAR(predict_seconds(s, DType::f32, lat), 1e-6 * static_cast<double>(piped.steps.size()), 1e-12);
 }
 
 TEST(CommSchedule, BadSpecsAreClearErrors) {
