@@ -248,6 +248,46 @@ TEST(ConvPool, ChunkedEqualsConvThenPoolAndTheirAdjoints) {
   set_num_threads(2);
 }
 
+// Ties and NaNs: every fused path (row vectors for few taps, Winograd and the implicit GEMM
+// for more) must pick the same window element as max_pool2d's scan -- the first maximum in
+// the order TL, TR, BL, BR, a NaN as soon as one appears.
+TEST(ConvPool, TiesAndNaNsPickWhatMaxPoolPicks) {
+  set_num_threads(2);
+  cpu::Conv2dParams cp;
+  cp.pad_h = cp.pad_w = 1;
+  const cpu::Pool2dParams pp{2, 2, 2, 2, 0, 0};
+  for (int64_t C : {1, 16})
+    for (bool winograd : {true, false})
+      for (int pattern = 0; pattern < 3; ++pattern) {
+        SCOPED_TRACE(testing::Message() << "C " << C << " winograd " << winograd << " pattern " << pattern);
+        cpu::set_conv_winograd(winograd);
+        const int64_t N = 4, H = 10, W = 14, O = 16;
+        Tensor x = Tensor::randn({N, C, H, W}), w = Tensor::randn({O, C, 3, 3}), b = Tensor::randn({O});
+        if (pattern == 0) w = Tensor::zeros(w.shape());  // every output equals its bias: ties everywhere
+        if (pattern == 1) {  // a few NaN inputs: windows with one, two or four NaNs
+          float* px = x.data<float>();
+          for (int64_t i = 0; i < x.numel(); i += 37) px[i] = std::nanf("");
+        }
+        if (pattern == 2) {  // coarse values: many exact ties between neighbours
+          float* px = x.data<float>();
+          for (int64_t i = 0; i < x.numel(); ++i) px[i] = std::round(px[i]);
+          float* pw = w.data<float>();
+          for (int64_t i = 0; i < w.numel(); ++i) pw[i] = std::round(pw[i]);
+        }
+        Tensor z = Tensor::empty({N, O, H, W}), y_ref = Tensor::empty({N, O, H / 2, W / 2});
+        Tensor idx_ref = Tensor::empty(y_ref.shape(), DType::kI64);
+        cpu::conv2d_forward(x, w, cp, z, b);
+        cpu::max_pool2d(z, pp, y_ref, idx_ref, /*relu=*/false);
+        Tensor y = Tensor::empty(y_ref.shape()), idx = Tensor::empty(y_ref.shape(), DType::kI32);
+        cpu::conv2d_max_pool2d(x, w, cp, b, pp, /*relu=*/false, y, idx);
+        const auto a = y.to_vector<float>(), r = y_ref.to_vector<float>();
+        for (size_t i = 0; i < a.size(); ++i)
+          ASSERT_TRUE(a[i] == r[i] || (std::isnan(a[i]) && std::isnan(r[i]))) << i << ": " << a[i] << " vs " << r[i];
+        ASSERT_EQ(idx.to_vector<int64_t>(), idx_ref.to_vector<int64_t>());
+      }
+  cpu::set_conv_winograd(true);
+}
+
 // Indices the fused kernels cannot take (outside their window) go to the general path:
 // same result as the unfused adjoints; outside the plane, an error naming the op.
 TEST(ConvPool, IndicesOutsideTheirWindowTakeTheGeneralPath) {

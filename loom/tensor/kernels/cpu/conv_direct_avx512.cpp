@@ -195,12 +195,11 @@ struct RowVec {
   __mmask16 mask;   // valid lanes
 };
 
-// acc[j][v] = init[j] + sum_r w[r * ws + j] * x[rv[v].in + off[r] ..16], stored to
-// y[j * ldy + rv[v].out] under rv[v].mask.
+// acc[j][v] = init[j] + sum_r w[r * ws + j] * x[rv[v].in + off[r] ..16] (every lane; the
+// caller masks what it stores).
 template <int NJ, int NV>
-void row_tile(int64_t R, const float* w, int64_t ws, const float* x, const RowVec* rv, const int64_t* off, float* y,
-              int64_t ldy, const float* init, int64_t pf, bool relu) {
-  __m512 acc[NJ][NV];
+inline void row_accumulate(int64_t R, const float* w, int64_t ws, const float* x, const RowVec* rv, const int64_t* off,
+                           const float* init, __m512 (&acc)[NJ][NV]) {
   const float* xp[NV];
   LOOM_UNROLL
   for (int v = 0; v < NV; ++v) xp[v] = x + rv[v].in;
@@ -223,6 +222,14 @@ void row_tile(int64_t R, const float* w, int64_t ws, const float* x, const RowVe
       for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(xv[v], b, acc[j][v]);
     }
   }
+}
+
+// row_accumulate, stored to y[j * ldy + rv[v].out] under rv[v].mask.
+template <int NJ, int NV>
+void row_tile(int64_t R, const float* w, int64_t ws, const float* x, const RowVec* rv, const int64_t* off, float* y,
+              int64_t ldy, const float* init, int64_t pf, bool relu) {
+  __m512 acc[NJ][NV];
+  row_accumulate<NJ, NV>(R, w, ws, x, rv, off, init, acc);
   if (relu) {
     LOOM_UNROLL
     for (int j = 0; j < NJ; ++j)
@@ -240,6 +247,54 @@ void row_tile(int64_t R, const float* w, int64_t ws, const float* x, const RowVe
       if (pf) __builtin_prefetch(dst + pf, 1, 2);
     }
 }
+
+// 2 x 2 / stride-2 max pooling of conv rows 2ph and 2ph + 1 (output rows of at most 32
+// pixels: rv = {top 0-15, top 16-31, bottom 0-15, bottom 16-31}) straight from the
+// accumulators -- vertical maxima, then the even and odd columns gathered by permutes -- so
+// neither the convolution's output nor a transpose is ever written. Same winner as
+// max_pool2d's scan of a window (TL, TR, BL, BR: the first maximum wins, NaN propagates):
+// candidates compare by value and, for ties and NaN pairs, by plane index, which grows in
+// that order. Pooled row of channel j: yp[j * ldp ..], ip (i32 plane offsets), lanes `keep`.
+template <int NJ>
+void row_pool_tile(int64_t R, const float* w, int64_t ws, const float* x, const RowVec* rv, const int64_t* off,
+                   const float* init, int64_t top_pixel, int64_t OW, __mmask16 keep, bool relu, float* yp, int32_t* ip,
+                   int64_t ldp) {
+  __m512 acc[NJ][4];
+  row_accumulate<NJ, 4>(R, w, ws, x, rv, off, init, acc);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i even = _mm512_add_epi32(lane, lane), odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i top[2] = {_mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int32_t>(top_pixel))),
+                          _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int32_t>(top_pixel + 16)))};
+  const __m512i down = _mm512_set1_epi32(static_cast<int32_t>(OW));
+  LOOM_UNROLL
+  for (int j = 0; j < NJ; ++j) {
+    __m512 v[2];
+    __m512i iv[2];
+    LOOM_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const __m512 t = acc[j][h], b = acc[j][2 + h];
+      const __mmask16 take = _kand_mask16(
+          _kor_mask16(_mm512_cmp_ps_mask(b, t, _CMP_GT_OQ), _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q)),
+          _mm512_cmp_ps_mask(t, t, _CMP_ORD_Q));
+      v[h] = _mm512_mask_mov_ps(t, take, b);
+      iv[h] = _mm512_mask_add_epi32(top[h], take, top[h], down);
+    }
+    const __m512 l = _mm512_permutex2var_ps(v[0], even, v[1]), r = _mm512_permutex2var_ps(v[0], odd, v[1]);
+    const __m512i il = _mm512_permutex2var_epi32(iv[0], even, iv[1]), ir = _mm512_permutex2var_epi32(iv[0], odd, iv[1]);
+    const __mmask16 nan_l = _mm512_cmp_ps_mask(l, l, _CMP_UNORD_Q), nan_r = _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q);
+    const __mmask16 first = _mm512_cmplt_epi32_mask(ir, il);
+    // (ordered compares are false when either side is NaN)
+    const __mmask16 take_r = static_cast<__mmask16>((nan_r & (~nan_l | first)) | _mm512_cmp_ps_mask(r, l, _CMP_GT_OQ) |
+                                                    (_mm512_cmp_ps_mask(r, l, _CMP_EQ_OQ) & first));
+    __m512 best = _mm512_mask_mov_ps(l, take_r, r);
+    if (relu) best = _mm512_max_ps(best, _mm512_setzero_ps());  // NaN -> 0, as max_pool2d's relu
+    _mm512_mask_storeu_ps(yp + j * ldp, keep, best);
+    _mm512_mask_storeu_epi32(ip + j * ldp, keep, _mm512_mask_mov_epi32(il, take_r, ir));
+  }
+}
+
+using RowPoolTileFn = void (*)(int64_t, const float*, int64_t, const float*, const RowVec*, const int64_t*,
+                               const float*, int64_t, int64_t, __mmask16, bool, float*, int32_t*, int64_t);
 
 // Weight-gradient partial sums for NJ outputs x NT taps over the row vectors of one image:
 // acc[j][t] += gy[j * ldg + rv.out ..16] * x[rv.in + off[t] ..16], lanes past the row
@@ -291,6 +346,12 @@ constexpr std::array<std::array<RowTileFn, kRowV>, kRowJ> row_table(std::integer
 }
 const auto kRowTiles = row_table(std::make_integer_sequence<int, kRowJ>{});
 
+template <int... J>
+constexpr std::array<RowPoolTileFn, kRowJ> row_pool_table(std::integer_sequence<int, J...>) {
+  return {&row_pool_tile<J + 1>...};
+}
+const auto kRowPoolTiles = row_pool_table(std::make_integer_sequence<int, kRowJ>{});
+
 template <int NJ, int... T>
 constexpr std::array<RowWgradFn, kWgradT> wgrad_tiles_of(std::integer_sequence<int, T...>) {
   return {&row_wgrad_tile<NJ, T + 1>...};
@@ -329,16 +390,22 @@ bool use_rows(const ConvDims& d, const Plan& pl) { return d.sw == 1 && pl.CKK <=
 // (other tensors in between) it was neutral-to-better from a few MB.
 bool stream_from_memory(int64_t floats) { return floats * 4 > (int64_t{4} << 20); }
 
-void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float* w, float* y, const float* bias,
-                  bool relu) {
-  const std::vector<RowVec> rv = row_vectors(d, pl);
-  const int64_t nvec = static_cast<int64_t>(rv.size());
-  // wr[gi][tap][o]: the Og weights of one tap side by side, broadcast one at a time.
+// wr[gi][tap][o]: the Og weights of one tap side by side, broadcast one at a time (a
+// thread-local buffer of the calling thread).
+const float* pack_row_weights(const ConvDims& d, const Plan& pl, const float* w) {
   thread_local std::vector<float> w_buf;
   float* wr = scratch(w_buf, static_cast<size_t>(d.G * pl.CKK * pl.Og));
   for (int64_t gi = 0; gi < d.G; ++gi)
     for (int64_t t = 0; t < pl.CKK; ++t)
       for (int64_t o = 0; o < pl.Og; ++o) wr[(gi * pl.CKK + t) * pl.Og + o] = w[(gi * pl.Og + o) * pl.CKK + t];
+  return wr;
+}
+
+void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float* w, float* y, const float* bias,
+                  bool relu) {
+  const std::vector<RowVec> rv = row_vectors(d, pl);
+  const int64_t nvec = static_cast<int64_t>(rv.size());
+  const float* wr = pack_row_weights(d, pl, w);
   const bool pf = stream_from_memory(d.N * d.O * pl.L);
   for_pixel_ranges(d.N, nvec, num_threads(), [&](int64_t, int64_t n, int64_t v0, int64_t v1) {
     thread_local std::vector<float> xbuf;
@@ -356,6 +423,42 @@ void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float
         });
       });
     }
+  });
+}
+
+// The fused convolution + 2 x 2 max pooling on row vectors (row_pool_tile): layers with few
+// taps and output rows of at most 32 pixels. Images are spread over the threads; each pooled
+// row is computed from its two convolution rows and stored with its indices.
+bool rows_pool_applies(const ConvDims& d, const Plan& pl) {
+  return use_rows(d, pl) && d.OH >= 2 && d.OW >= 2 && d.OW <= 32;
+}
+
+// Zeroed floats after a padded image for row_pool_tile's second vectors of a row (up to
+// column 31 + the kernel's reach, past the last row).
+constexpr int64_t kRowPoolSlack = 64;
+
+void forward_rows_pool2x2(const ConvDims& d, const Plan& pl, const float* x, const float* w, const float* bias,
+                          bool relu, float* y, int32_t* idx) {
+  const int64_t PH = d.OH / 2, PW = d.OW / 2, PL = PH * PW;
+  const float* wr = pack_row_weights(d, pl, w);
+  const __mmask16 keep = static_cast<__mmask16>((1u << PW) - 1);
+  parallel_for(0, d.N, 1, [&](int64_t lo, int64_t hi) {
+    thread_local std::vector<float> xbuf;
+    float* xi = scratch(xbuf, static_cast<size_t>(pl.Cg * pl.plane + kRowPoolSlack));
+    for (int64_t n = lo; n < hi; ++n)
+      for (int64_t gi = 0; gi < d.G; ++gi) {
+        pl.copy_padded(d, x, n, gi, xi, kRowPoolSlack);
+        const int64_t at = (n * d.O + gi * pl.Og) * PL;
+        for (int64_t ph = 0; ph < PH; ++ph) {
+          const int64_t r0 = 2 * ph * d.sh * pl.Wp, r1 = (2 * ph + 1) * d.sh * pl.Wp;
+          const RowVec rv[4] = {{r0, 0, 0}, {r0 + 16, 0, 0}, {r1, 0, 0}, {r1 + 16, 0, 0}};  // (masks unused)
+          even_pieces(pl.Og, kRowJ, [&](int64_t j0, int64_t j1) {
+            kRowPoolTiles[j1 - j0 - 1](pl.CKK, wr + gi * pl.CKK * pl.Og + j0, pl.Og, xi, rv, pl.taps.data(),
+                                       bias ? bias + gi * pl.Og + j0 : nullptr, 2 * ph * d.OW, d.OW, keep, relu,
+                                       y + at + j0 * PL + ph * PW, idx + at + j0 * PL + ph * PW, PL);
+          });
+        }
+      }
   });
 }
 
@@ -568,6 +671,10 @@ void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* 
 bool conv_direct_forward_pool2x2_avx512(const ConvDims& d, const float* x, const float* w, const float* bias,
                                         bool relu, float* y, int32_t* idx) {
   const Plan pl(d);
+  if (rows_pool_applies(d, pl)) {
+    forward_rows_pool2x2(d, pl, x, w, bias, relu, y, idx);
+    return true;
+  }
   if (!fused_pool_applies(d, pl)) return false;
   const int64_t PH = d.OH / 2, PW = d.OW / 2, PL = PH * PW;
   const PackedForward pk = pack_forward(d, pl, w, bias);
