@@ -19,16 +19,9 @@ int run_conv(const BenchCommon& o, const std::string& batches, const std::string
   std::vector<int> threads = parse_int_list(o.threads, "--threads");
   // Loom's algorithm per row: "winograd" (F(2x2, 3x3) where it applies -- the default) or
   // "gemm" (the implicit-GEMM kernels only).
-  std::vector<std::string> algo_list;
-  for (size_t a = 0; a <= algos.size();) {
-    size_t b = algos.find(',', a);
-    if (b == std::string::npos) b = algos.size();
-    const std::string name = algos.substr(a, b - a);
-    if (name != "winograd" && name != "gemm")
-      throw Error(fmt::format("--algo: '{}' is not one of winograd, gemm", name));
-    algo_list.push_back(name);
-    a = b + 1;
-  }
+  const std::vector<std::string> algo_list = split_list(algos);
+  for (const std::string& name : algo_list)
+    LOOM_CHECK(name == "winograd" || name == "gemm", "--algo: '{}' is not one of winograd, gemm", name);
   std::vector<peers::ConvShape> shapes;
   for (int n : parse_int_list(batches, "--batch")) {
     shapes.push_back({n, 1, 28, 28, 32, 3, 1, 1});

@@ -31,13 +31,7 @@ struct TreesOptions {
 
 std::vector<Strategy> parse_strategies(const std::string& s) {
   std::vector<Strategy> out;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    const size_t comma = s.find(',', pos);
-    out.push_back(trees::parse_strategy(s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos)));
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
+  for (const std::string& item : split_list(s)) out.push_back(trees::parse_strategy(item));
   return out;
 }
 

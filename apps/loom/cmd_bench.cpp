@@ -6,19 +6,25 @@
 
 namespace loom::cli {
 
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  for (;;) {
+    const size_t comma = s.find(',', pos);
+    out.push_back(s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+    if (comma == std::string::npos) return out;
+    pos = comma + 1;
+  }
+}
+
 std::vector<int> parse_int_list(const std::string& s, const char* option) {
   std::vector<int> out;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t comma = s.find(',', pos);
-    std::string item = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+  for (const std::string& item : split_list(s)) {
     char* end = nullptr;
     long v = std::strtol(item.c_str(), &end, 10);
     LOOM_CHECK(!item.empty() && end && *end == '\0' && v > 0 && v < (1 << 20),
                "{}: '{}' is not a comma-separated list of positive integers", option, s);
     out.push_back(static_cast<int>(v));
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
   }
   return out;
 }

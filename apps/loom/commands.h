@@ -45,6 +45,8 @@ void add_bench_comm(CLI::App& bench, Runner& run);  // allreduce ... alltoall, c
 // binary was built from, so `loom` works from any directory.
 std::string repo_file(const std::string& rel);
 
+// The items of a comma-separated option value ("a,b,c"; "" gives one empty item).
+std::vector<std::string> split_list(const std::string& s);
 // Parses "1,2,4" into integers; throws loom::Error naming the option on bad input.
 std::vector<int> parse_int_list(const std::string& s, const char* option);
 

@@ -16,8 +16,17 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace loom::cpu::detail {
+
+// A (thread-local) buffer of at least n elements: it only grows, so steady-state calls do
+// not allocate.
+template <typename T>
+T* scratch(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
 
 struct ConvDims {
   int64_t N, C, H, W;        // input

@@ -114,12 +114,6 @@ namespace {
 
 using simd512::hsum;
 
-template <typename T>
-T* scratch(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
-
 // Shapes shared by both passes: padded planes, tap offsets and pixel bases. Problems the
 // Winograd kernels take (conv_winograd.h) keep their geometry in `wino`; those kernels
 // read unpadded planes (the padding is masked), so their images are never copied.
@@ -273,9 +267,7 @@ void row_pool_tile(int64_t R, const float* w, int64_t ws, const float* x, const 
     LOOM_UNROLL
     for (int h = 0; h < 2; ++h) {
       const __m512 t = acc[j][h], b = acc[j][2 + h];
-      const __mmask16 take = _kand_mask16(
-          _kor_mask16(_mm512_cmp_ps_mask(b, t, _CMP_GT_OQ), _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q)),
-          _mm512_cmp_ps_mask(t, t, _CMP_ORD_Q));
+      const __mmask16 take = simd512::pool_replaces(b, t);
       v[h] = _mm512_mask_mov_ps(t, take, b);
       iv[h] = _mm512_mask_add_epi32(top[h], take, top[h], down);
     }
@@ -593,9 +585,7 @@ void pool_vectors(const float* yt, int64_t ld, int64_t OW, int64_t PH, int64_t P
         __m512i arg = _mm512_set1_epi32(static_cast<int32_t>(p));
         for (int k = 0; k < 3; ++k) {
           const __m512 c = _mm512_loadu_ps(yt + at[k] * ld + 16 * v);
-          const __mmask16 take = _kand_mask16(
-              _kor_mask16(_mm512_cmp_ps_mask(c, best, _CMP_GT_OQ), _mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q)),
-              _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q));
+          const __mmask16 take = simd512::pool_replaces(c, best);
           best = _mm512_mask_mov_ps(best, take, c);
           arg = _mm512_mask_mov_epi32(arg, take, _mm512_set1_epi32(static_cast<int32_t>(at[k])));
         }

@@ -24,12 +24,6 @@ namespace loom::cpu::detail {
 
 namespace {
 
-template <typename T>
-T* scratch(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
-
 // Per-image transform buffers (floats): V plus M (forward) or DY (weight gradient).
 int64_t image_floats(const WinogradGeom& g) { return 16 * g.T * (g.C + g.Opad); }
 

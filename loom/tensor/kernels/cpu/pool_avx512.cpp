@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "loom/tensor/kernels/cpu/avx512_util.h"
 #include "loom/tensor/kernels/cpu/pool_avx512.h"
 
 namespace loom::cpu::detail {
@@ -47,10 +48,7 @@ void max_pool2x2_plane_avx512(const float* in, int64_t W, int64_t OH, int64_t n,
                              _mm512_add_epi32(_mm512_add_epi32(at0, w), one)};
       __m512i arg = at0;
       for (int k = 0; k < 3; ++k) {
-        const __mmask16 better = _mm512_cmp_ps_mask(cand[k], best, _CMP_GT_OQ);
-        const __mmask16 nan = _mm512_cmp_ps_mask(cand[k], cand[k], _CMP_UNORD_Q);
-        const __mmask16 best_ok = _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q);
-        const __mmask16 take = _kand_mask16(_kor_mask16(better, nan), best_ok);
+        const __mmask16 take = simd512::pool_replaces(cand[k], best);
         best = _mm512_mask_mov_ps(best, take, cand[k]);
         arg = _mm512_mask_mov_epi32(arg, take, at[k]);
       }
