@@ -7,6 +7,7 @@
 // multiple of the 16-lane vector, one image on several threads and uneven batches.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -135,7 +136,14 @@ const std::vector<Case>& cases() {
       {2, 3, 9, 20, 10, 3},                          // RGB-like, rows of 16 + 4
       {1, 2, 11, 9, 12, 3, 1, 2, 2},                 // dilation 2, one image
       {3, 4, 8, 8, 16, 3, 1, 1, 1, 2},               // groups 2
-      {2, 1, 33, 40, 9, 5, 1, 2, 1, 1, 3},           // 5x3 kernel, wide rows
+      {2, 1, 33, 40, 9, 5, 1, 2, 1, 1, 3},           // 5x3 kernel, wide rows (output wider than input)
+      // "Same" convolutions take flat vectors across row ends (one image copy per kernel
+      // column, wrapped columns zeroed): planes of one partial vector, a 5-wide kernel on
+      // 3-pixel rows, dilation 3 on 5-pixel rows, and padding as wide as the row (rows again).
+      {2, 2, 5, 3, 8, 3},
+      {2, 1, 6, 3, 8, 5, 1, 2},
+      {1, 1, 4, 5, 8, 3, 1, 3, 3},
+      {1, 1, 5, 2, 8, 3, 1, 2, 2},
   };
   return cs;
 }
@@ -156,6 +164,29 @@ TEST_P(ConvPaths, MatchesNaiveLoop) {
 INSTANTIATE_TEST_SUITE_P(IsaAndThreads, ConvPaths,
                          ::testing::Combine(::testing::Values(static_cast<int>(Isa::kAvx512), static_cast<int>(Isa::kAvx2)),
                                             ::testing::Values(1, 2, 3), ::testing::Bool()));
+
+// An output too big for the caches (> 4 MiB) takes streaming stores on the flat row-vector
+// path; image by image (cached stores) must give the same bits, with and without bias/relu.
+TEST(ConvDirect, StreamedOutputEqualsImageByImage) {
+  if (active_isa() < Isa::kAvx512) GTEST_SKIP() << "no AVX-512";
+  set_num_threads(2);
+  const int64_t N = 48;
+  Tensor x = Tensor::randn({N, 1, 28, 28}), w = Tensor::randn({32, 1, 3, 3}), b = Tensor::randn({32});
+  cpu::Conv2dParams p;
+  p.pad_h = p.pad_w = 1;
+  for (bool relu : {false, true}) {
+    Tensor y = Tensor::empty({N, 32, 28, 28});
+    cpu::conv2d_forward(x, w, p, y, b, relu);
+    const std::vector<float> all = y.to_vector<float>(), xs = x.to_vector<float>();
+    for (int64_t n = 0; n < N; ++n) {
+      Tensor yn = Tensor::empty({1, 32, 28, 28});
+      const std::vector<float> xn(xs.begin() + n * 784, xs.begin() + (n + 1) * 784);
+      cpu::conv2d_forward(Tensor::from_vector(xn, {1, 1, 28, 28}), w, p, yn, b, relu);
+      const std::vector<float> one = yn.to_vector<float>();
+      ASSERT_TRUE(std::equal(one.begin(), one.end(), all.begin() + n * 32 * 784)) << "image " << n << " relu " << relu;
+    }
+  }
+}
 
 // The weight gradient sums per-thread partials in a fixed order: repeated calls agree bitwise.
 TEST(ConvDirect, WeightGradientIsDeterministic) {
