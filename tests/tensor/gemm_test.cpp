@@ -95,6 +95,8 @@ TEST_P(GemmTest, BlockBoundaries) {
   check(300, 70, 700, 0, 0, 1.0f, 0.0f, rng);
   check(33, 3100, 40, 0, 1, 1.0f, 2.0f, rng);
   check(513, 65, 257, 1, 0, -1.0f, 0.0f, rng);
+  // K cut into even blocks (785 = 264 + 264 + 257 for KC 384), beta on the first only.
+  check(40, 50, 785, 1, 1, 0.5f, 2.0f, rng);
 }
 
 TEST_P(GemmTest, DegenerateSizes) {

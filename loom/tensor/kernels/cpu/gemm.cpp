@@ -251,7 +251,10 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
   }
 
   const int64_t nc_max = std::min<int64_t>(g.nc, (N + g.nr - 1) / g.nr * g.nr);
-  const int64_t kc_max = std::min<int64_t>(g.kc, K);
+  // K in even blocks of at most KC (784 = 264 + 264 + 256, not 384 + 384 + 16): a short last
+  // block pays a full C-tile update and packing pass for little arithmetic.
+  const int64_t kblocks = (K + g.kc - 1) / g.kc;
+  const int64_t kc_max = std::min<int64_t>(K, ((K + kblocks - 1) / kblocks + 7) / 8 * 8);
   // Direct mode: with few rows, each B panel is used by only a handful of micro-tiles, so
   // packing it (a full read and write of B) costs more than it saves; the kernel then reads
   // row-major B in place. Otherwise the shared packed B block lives in the caller's scratch.
@@ -278,8 +281,8 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
       // Too few rows for every thread: split the NR panels too.
       if (team > 1 && mblocks < team) nsplit = std::min<int64_t>(npanels, (team + mblocks - 1) / mblocks);
       const int64_t tasks = mblocks * nsplit;
-      for (int64_t pc = 0; pc < K; pc += g.kc) {
-        const int64_t kc = std::min<int64_t>(g.kc, K - pc);
+      for (int64_t pc = 0; pc < K; pc += kc_max) {
+        const int64_t kc = std::min<int64_t>(kc_max, K - pc);
         const float beta_k = pc == 0 ? beta : 1.0f;
         BSource bs{Bp, nullptr, B.row_stride, Bedge};
         if (direct) {
