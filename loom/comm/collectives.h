@@ -79,6 +79,8 @@ class Communicator {
   std::vector<Piece> pieces_;
   static constexpr size_t kSmallStepBytes = 4096;
   std::vector<Request> send_reqs_;
+  // Working-buffer element range each of send_reqs_ reads (empty for input-buffer sends).
+  std::vector<std::pair<size_t, size_t>> send_ranges_;
   using Key = std::tuple<int, int, size_t, int, int, size_t>;  // coll, algo, count, root, dtype size, chunk
   std::map<Key, Schedule> schedules_;
   std::map<std::tuple<int, size_t, int, int>, Algo> choices_;
