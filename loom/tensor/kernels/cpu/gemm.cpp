@@ -95,6 +95,9 @@ void pack_a(const GemmOperand& A, int64_t ic, int64_t pc, int64_t mc, int64_t kc
       }
       for (int64_t i = rows; i < mr; ++i)
         for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = 0.0f;
+    } else if (A.row_stride == 1 && mr <= 16 && active_isa() >= Isa::kAvx512) {
+      // Column-major A (a weight gradient's dY^T): each k holds the panel's rows side by side.
+      copy_runs_f32_avx512(src, A.col_stride, rows, kc, dst, mr);
     } else {
       for (int64_t k = 0; k < kc; ++k) {
         const float* s = src + k * A.col_stride;

@@ -12,4 +12,9 @@ namespace loom::cpu {
 void transpose_f32_avx512(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd,
                           bool full_rows = false);
 
+// dst[k * width + i] = i < n ? src[k * lds + i] : 0 for k < count, width <= 16: short
+// contiguous runs into a zero-padded panel by masked vector moves (a column-major GEMM
+// operand's micro-panels). AVX-512 only.
+void copy_runs_f32_avx512(const float* src, int64_t lds, int64_t n, int64_t count, float* dst, int width);
+
 }  // namespace loom::cpu

@@ -56,6 +56,11 @@ void transpose_f32_avx512(const float* src, int64_t lds, int64_t rows, int64_t c
   }
 }
 
+void copy_runs_f32_avx512(const float* src, int64_t lds, int64_t n, int64_t count, float* dst, int width) {
+  const __mmask16 in = static_cast<__mmask16>((1u << n) - 1), out = static_cast<__mmask16>((1u << width) - 1);
+  for (int64_t k = 0; k < count; ++k) _mm512_mask_storeu_ps(dst + k * width, out, _mm512_maskz_loadu_ps(in, src + k * lds));
+}
+
 #pragma GCC diagnostic pop
 
 }  // namespace loom::cpu
