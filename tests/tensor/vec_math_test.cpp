@@ -76,5 +76,36 @@ TEST(VecMath, WideStridedAndPortableKernelsAgree) {
   }
 }
 
+// f32 softmax over the last axis runs one flat vectorized exp per block of rows; it must
+// agree with the f64 kernel on short and long rows (one crossing the 4096-float block),
+// extreme logits, -inf entries and all -inf rows (NaN in both, as in PyTorch).
+TEST(VecMath, SoftmaxRowsMatchDoublePrecision) {
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t R : {1, 10, 17, 300, 5000}) {
+    Tensor x = Tensor::randn({7, R}) * 4.0;
+    std::vector<float> v = x.to_vector<float>();
+    v[0] = 1000.0f;                                  // a dominant logit
+    if (R > 1) v[static_cast<size_t>(R + 1)] = -inf;  // one -inf entry
+    for (int64_t r = 0; r < R; ++r) v[static_cast<size_t>(2 * R + r)] = -inf;  // an all -inf row
+    x = Tensor::from_vector(v, {7, R});
+    for (bool lg : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "R=" << R << " log=" << lg);
+      const std::vector<float> got = (lg ? log_softmax(x, 1) : softmax(x, 1)).to_vector<float>();
+      const std::vector<double> want =
+          (lg ? log_softmax(cast(x, DType::kF64), 1) : softmax(cast(x, DType::kF64), 1)).to_vector<double>();
+      for (size_t i = 0; i < got.size(); ++i) {
+        if (std::isnan(want[i]) || std::isinf(want[i])) {
+          EXPECT_EQ(std::isnan(got[i]), std::isnan(want[i])) << i;
+          if (std::isinf(want[i])) {
+            EXPECT_EQ(got[i], static_cast<float>(want[i])) << i;
+          }
+          continue;
+        }
+        EXPECT_NEAR(got[i], want[i], 1e-5 * (1 + std::abs(want[i]))) << i;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace loom::cpu

@@ -40,6 +40,15 @@ void flat_unary_f32(UnaryOp op, const float* x, float* y, int64_t n) {
   });
 }
 
+}  // namespace
+
+void unary_f32_serial(UnaryOp op, const float* x, float* y, int64_t n) {
+  if (active_isa() == Isa::kAvx512) avx512::unary_f32(op, x, y, n);
+  else generic::unary_f32(op, x, y, n);
+}
+
+namespace {
+
 void flat_binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n) {
   const bool wide = active_isa() == Isa::kAvx512;
   parallel_for(0, n, kParallelGrain, [&](int64_t lo, int64_t hi) {

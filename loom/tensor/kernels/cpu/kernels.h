@@ -18,6 +18,10 @@ enum class ReduceOp { kSum, kMax, kMin };
 
 // out = op(x); out has x's shape and dtype (contiguous).
 void unary(UnaryOp op, const Tensor& x, Tensor& out);
+// y[i] = op(x[i]) for n contiguous floats (x and y distinct) on the calling thread, with the
+// vectorized loop of the active instruction set: for kernels that need a flat pass inside
+// their own parallel loop.
+void unary_f32_serial(UnaryOp op, const float* x, float* y, int64_t n);
 // out = op(a, b) with broadcasting; a, b and out share out's dtype.
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);
 // out (bool) = a <op> b with broadcasting; a and b share a dtype.

@@ -4,9 +4,11 @@
 // over a trailing block become row reductions, over a leading or middle block become
 // vectorized accumulations of rows. Axis sets that are not one block are first permuted
 // into one (a copy), which keeps one fast path instead of many slow ones.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "loom/tensor/kernels/cpu/kernels.h"
 #include "loom/tensor/kernels/cpu/loops.h"
@@ -207,9 +209,53 @@ void argmax(const Tensor& x, int64_t axis, Tensor& out) {
   });
 }
 
+namespace {
+
+// f32 softmax over contiguous rows (the last axis): per block of rows, the shifted logits
+// go through one flat vectorized exp (a classifier's 10-wide rows are too short to vectorize
+// one by one), then per-row sums.
+void softmax_rows_f32(const Tensor& xc, int64_t rows, int64_t R, bool log, Tensor& out) {
+  const float* px = xc.data<float>();
+  float* po = out.data<float>();
+  parallel_for(0, rows, std::max<int64_t>(1, 4096 / R), [&](int64_t lo, int64_t hi) {
+    thread_local std::vector<float> shifted, maxima;
+    constexpr int64_t kBlock = 4096;  // floats per flat exp pass
+    const int64_t per = std::max<int64_t>(1, kBlock / R);
+    for (int64_t r0 = lo; r0 < hi; r0 += per) {
+      const int64_t r1 = std::min(hi, r0 + per), n = (r1 - r0) * R;
+      if (static_cast<int64_t>(shifted.size()) < n) shifted.resize(static_cast<size_t>(n));
+      if (static_cast<int64_t>(maxima.size()) < r1 - r0) maxima.resize(static_cast<size_t>(r1 - r0));
+      const float* p = px + r0 * R;
+      float* q = po + r0 * R;
+      for (int64_t i = 0; i < r1 - r0; ++i) {
+        float m = -std::numeric_limits<float>::infinity();
+        for (int64_t r = 0; r < R; ++r) m = std::max(m, p[i * R + r]);
+        if (!std::isfinite(m)) m = 0;  // all -inf rows: exp(-inf - 0) = 0, no NaN from inf-inf
+        maxima[static_cast<size_t>(i)] = m;
+        for (int64_t r = 0; r < R; ++r) shifted[static_cast<size_t>(i * R + r)] = p[i * R + r] - m;
+      }
+      unary_f32_serial(UnaryOp::kExp, shifted.data(), q, n);
+      for (int64_t i = 0; i < r1 - r0; ++i) {
+        float s = 0;
+        for (int64_t r = 0; r < R; ++r) s += q[i * R + r];
+        if (log) {
+          const float ls = maxima[static_cast<size_t>(i)] + std::log(s);
+          for (int64_t r = 0; r < R; ++r) q[i * R + r] = p[i * R + r] - ls;
+        } else {
+          const float inv = 1.0f / s;
+          for (int64_t r = 0; r < R; ++r) q[i * R + r] *= inv;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
 void softmax(const Tensor& x, int64_t axis, bool log, Tensor& out) {
   Tensor xc = x.contiguous();
   Block b = split_at(xc.shape(), axis, axis);
+  if (x.dtype() == DType::kF32 && b.inner == 1 && b.reduced > 0) return softmax_rows_f32(xc, b.outer, b.reduced, log, out);
   LOOM_DISPATCH_FLOAT(x.dtype(), "softmax", [&] {
     const scalar_t* px = xc.data<scalar_t>();
     scalar_t* po = out.data<scalar_t>();
