@@ -107,5 +107,26 @@ TEST(VecMath, SoftmaxRowsMatchDoublePrecision) {
   }
 }
 
+// f32 sums over a leading axis accumulate rows in registers, 64/16/1 columns at a time; the
+// result must be bitwise the in-order row accumulation, whatever the width and ISA.
+TEST(VecMath, ColumnSumsAddRowsInOrder) {
+  for (Isa isa : {Isa::kAvx512, Isa::kGeneric}) {
+    if (isa == Isa::kAvx512 && active_isa() < Isa::kAvx512) continue;
+    set_isa_override(isa);
+    for (int64_t C : {2, 15, 16, 17, 64, 65, 100, 300})  // (C = 1 is a row reduction, another order)
+      for (int64_t R : {1, 7, 256}) {
+        Tensor x = Tensor::randn({3, R, C});
+        const std::vector<float> v = x.to_vector<float>(), got = sum(x, {1}).to_vector<float>();
+        for (int64_t o = 0; o < 3; ++o)
+          for (int64_t c = 0; c < C; ++c) {
+            float acc = 0.0f;
+            for (int64_t r = 0; r < R; ++r) acc += v[static_cast<size_t>((o * R + r) * C + c)];
+            ASSERT_EQ(got[static_cast<size_t>(o * C + c)], acc) << "R=" << R << " C=" << C << " isa " << isa_name(isa);
+          }
+      }
+  }
+  set_isa_override(Isa::kAvx512);
+}
+
 }  // namespace
 }  // namespace loom::cpu

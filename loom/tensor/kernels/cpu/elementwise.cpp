@@ -17,6 +17,7 @@ namespace loom::cpu {
 
 namespace avx512 {
 void unary_f32(UnaryOp op, const float* x, float* y, int64_t n);
+void col_sums_f32(const float* x, int64_t rows, int64_t cols, int64_t ld, float* out);
 void relu_backward_f32(const float* g, const float* y, float* out, int64_t n);
 void compare_f32(CompareOp op, const float* a, int64_t sa, const float* b, int64_t sb, bool* y, int64_t n);
 void binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
@@ -24,6 +25,7 @@ void where_f32(const bool* c, int64_t sc, const float* a, int64_t sa, const floa
 }  // namespace avx512
 namespace generic {
 void unary_f32(UnaryOp op, const float* x, float* y, int64_t n);
+void col_sums_f32(const float* x, int64_t rows, int64_t cols, int64_t ld, float* out);
 void relu_backward_f32(const float* g, const float* y, float* out, int64_t n);
 void compare_f32(CompareOp op, const float* a, int64_t sa, const float* b, int64_t sb, bool* y, int64_t n);
 void binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
@@ -45,6 +47,11 @@ void flat_unary_f32(UnaryOp op, const float* x, float* y, int64_t n) {
 void unary_f32_serial(UnaryOp op, const float* x, float* y, int64_t n) {
   if (active_isa() == Isa::kAvx512) avx512::unary_f32(op, x, y, n);
   else generic::unary_f32(op, x, y, n);
+}
+
+void col_sums_f32_serial(const float* x, int64_t rows, int64_t cols, int64_t ld, float* out) {
+  if (active_isa() == Isa::kAvx512) avx512::col_sums_f32(x, rows, cols, ld, out);
+  else generic::col_sums_f32(x, rows, cols, ld, out);
 }
 
 namespace {

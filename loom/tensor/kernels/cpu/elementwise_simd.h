@@ -126,6 +126,26 @@ void compare_f32(CompareOp op, const float* a, int64_t sa, const float* b, int64
 }
 
 // out[i] = y[i] > 0 ? g[i] : 0 (a NaN y gives 0), as a compare and a masked move.
+// out[c] = x[0 * ld + c] + x[1 * ld + c] + ... (rows added in order: the same sums as the
+// scalar row-accumulation loop), 64 columns at a time in registers.
+template <int64_t B>
+inline void col_sums_block(const float* __restrict x, int64_t rows, int64_t ld, float* __restrict out) {
+  float acc[B] = {};
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* px = x + r * ld;
+#pragma GCC unroll 64
+    for (int64_t i = 0; i < B; ++i) acc[i] += px[i];
+  }
+  for (int64_t i = 0; i < B; ++i) out[i] = acc[i];
+}
+
+void col_sums_f32(const float* __restrict x, int64_t rows, int64_t cols, int64_t ld, float* __restrict out) {
+  int64_t c = 0;
+  for (; c + 64 <= cols; c += 64) col_sums_block<64>(x + c, rows, ld, out + c);
+  for (; c + 16 <= cols; c += 16) col_sums_block<16>(x + c, rows, ld, out + c);
+  for (; c < cols; ++c) col_sums_block<1>(x + c, rows, ld, out + c);
+}
+
 void relu_backward_f32(const float* __restrict g, const float* __restrict y, float* __restrict out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = y[i] > 0.0f ? g[i] : 0.0f;
 }

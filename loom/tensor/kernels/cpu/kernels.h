@@ -22,6 +22,9 @@ void unary(UnaryOp op, const Tensor& x, Tensor& out);
 // vectorized loop of the active instruction set: for kernels that need a flat pass inside
 // their own parallel loop.
 void unary_f32_serial(UnaryOp op, const float* x, float* y, int64_t n);
+// out[c] = sum over r < rows of x[r * ld + c] for c < cols, rows added in order (the
+// accumulation of rows that reductions over a leading axis do), on the calling thread.
+void col_sums_f32_serial(const float* x, int64_t rows, int64_t cols, int64_t ld, float* out);
 // out = op(a, b) with broadcasting; a, b and out share out's dtype.
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);
 // out (bool) = a <op> b with broadcasting; a and b share a dtype.

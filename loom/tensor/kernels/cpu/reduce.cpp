@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "loom/tensor/kernels/cpu/kernels.h"
@@ -108,6 +109,12 @@ void reduce_block(ReduceOp op, const T* x, const Block& b, T* out) {
                    int64_t o = t / nchunks, c0 = (t % nchunks) * chunk;
                    int64_t c1 = std::min(b.inner, c0 + chunk);
                    T* po = out + o * b.inner;
+                   if constexpr (std::is_same_v<T, float>) {
+                     if (op == ReduceOp::kSum) {
+                       col_sums_f32_serial(x + o * b.reduced * b.inner + c0, b.reduced, c1 - c0, b.inner, po + c0);
+                       continue;
+                     }
+                   }
                    for (int64_t i = c0; i < c1; ++i) po[i] = identity<T>(op);
                    for (int64_t r = 0; r < b.reduced; ++r) {
                      const T* px = x + (o * b.reduced + r) * b.inner;
