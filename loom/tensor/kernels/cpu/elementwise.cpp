@@ -32,18 +32,6 @@ void binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t
 void where_f32(const bool* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
 }  // namespace generic
 
-namespace {
-
-void flat_unary_f32(UnaryOp op, const float* x, float* y, int64_t n) {
-  const bool wide = active_isa() == Isa::kAvx512;
-  parallel_for(0, n, kParallelGrain, [&](int64_t lo, int64_t hi) {
-    if (wide) avx512::unary_f32(op, x + lo, y + lo, hi - lo);
-    else generic::unary_f32(op, x + lo, y + lo, hi - lo);
-  });
-}
-
-}  // namespace
-
 void unary_f32_serial(UnaryOp op, const float* x, float* y, int64_t n) {
   if (active_isa() == Isa::kAvx512) avx512::unary_f32(op, x, y, n);
   else generic::unary_f32(op, x, y, n);
@@ -55,6 +43,11 @@ void col_sums_f32_serial(const float* x, int64_t rows, int64_t cols, int64_t ld,
 }
 
 namespace {
+
+void flat_unary_f32(UnaryOp op, const float* x, float* y, int64_t n) {
+  parallel_for(0, n, kParallelGrain,
+               [&](int64_t lo, int64_t hi) { unary_f32_serial(op, x + lo, y + lo, hi - lo); });
+}
 
 void flat_binary_f32(BinaryOp op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n) {
   const bool wide = active_isa() == Isa::kAvx512;
