@@ -642,14 +642,26 @@ void forward_pixels(const Plan& pl, const PackedForward& pk, int64_t gi, const f
 }
 
 // The o-vector forward with the padded image of (n, gi) supplied by image(n, gi, buf).
+// src: the input tensor whose image n image() reads (null when image() builds it otherwise).
 template <typename Image>
-void forward_vectors(const ConvDims& d, const Plan& pl, const PackedForward& pk, float* y, bool relu, Image image) {
+void forward_vectors(const ConvDims& d, const Plan& pl, const PackedForward& pk, float* y, bool relu, Image image,
+                     const float* src) {
+  const bool pf = stream_from_memory(d.N * d.O * pl.L) || stream_from_memory(d.N * d.C * d.H * d.W);
   // Threads split the N * L pixels (whole images for Winograd: units of L pixels).
   const int64_t unit = pl.wino ? pl.L : 1;
   for_pixel_ranges(d.N, pl.L / unit, num_threads(), [&](int64_t, int64_t n, int64_t u0, int64_t u1) {
     const int64_t l0 = u0 * unit, l1 = u1 * unit;
     thread_local std::vector<float> xbuf, ybuf;
     float* yt = scratch(ybuf, static_cast<size_t>((l1 - l0) * pl.Opad));  // yT[pixel][o]
+    if (pf && l0 == 0 && n + 1 < d.N) {
+      // Tensors bound for memory: the next image's input and output, fetched into L2 while
+      // this one computes (its output for writing: no read-for-ownership stall later). The
+      // 32 -> 64 layer at batch 256 on 1 thread: forward 0-8%, backward-data 2-11% faster
+      // (4 A/B pairs); on 2 threads within noise.
+      if (src)
+        for (int64_t i = 0; i < d.C * d.H * d.W; i += 16) __builtin_prefetch(src + (n + 1) * d.C * d.H * d.W + i, 0, 2);
+      for (int64_t i = 0; i < d.O * pl.L; i += 16) __builtin_prefetch(y + (n + 1) * d.O * pl.L + i, 1, 2);
+    }
     for (int64_t gi = 0; gi < d.G; ++gi) {
       forward_pixels(pl, pk, gi, image(n, gi, xbuf), l0, l1, yt, relu);
       transpose_f32_avx512(yt, pl.Opad, l1 - l0, pl.Og, y + (n * d.O + gi * pl.Og) * pl.L + l0, pl.L);
@@ -743,7 +755,7 @@ void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* 
   if (use_rows(d, pl)) return forward_rows(d, pl, x, w, y, bias, relu);
   const PackedForward pk = pack_forward(d, pl, w, bias);
   forward_vectors(d, pl, pk, y, relu,
-                  [&](int64_t n, int64_t gi, std::vector<float>& buf) { return pl.image(d, x, n, gi, buf); });
+                  [&](int64_t n, int64_t gi, std::vector<float>& buf) { return pl.image(d, x, n, gi, buf); }, x);
 }
 
 bool conv_direct_forward_pool2x2_avx512(const ConvDims& d, const float* x, const float* w, const float* bias,
@@ -929,7 +941,7 @@ bool conv_direct_backward_input_pool2x2_avx512(const ConvDims& d, const float* g
         bad = true;
     }
     return p;
-  });
+  }, /*src=*/nullptr);
   return !bad;
 }
 
