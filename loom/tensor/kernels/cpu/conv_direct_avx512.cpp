@@ -464,6 +464,12 @@ bool use_rows(const ConvDims& d, const Plan& pl) { return d.sw == 1 && pl.CKK <=
 // (other tensors in between) it was neutral-to-better from a few MB.
 bool stream_from_memory(int64_t floats) { return floats * 4 > (int64_t{4} << 20); }
 
+// The row kernels' prefetch distance for image n: one image's output planes ahead, 0 when
+// prefetching is off or n is the last image.
+int64_t next_image_distance(const ConvDims& d, const Plan& pl, bool pf, int64_t n) {
+  return pf && n + 1 < d.N ? d.O * pl.L : 0;
+}
+
 // wr[gi][tap][o]: the Og weights of one tap side by side, broadcast one at a time (a
 // thread-local buffer of the calling thread).
 const float* pack_row_weights(const ConvDims& d, const Plan& pl, const float* w) {
@@ -485,7 +491,7 @@ void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float
   // vectors make them whole and aligned: no read-for-ownership of every line (the cnn's
   // 1 -> 32 layer at batch 256, 2 threads: 0.65 -> 0.55 ms).
   const bool nt = pf && geo.flat;
-  auto pf_dist = [&](int64_t n) -> int64_t { return nt ? -1 : pf && n + 1 < d.N ? d.O * pl.L : 0; };
+  auto pf_dist = [&](int64_t n) -> int64_t { return nt ? -1 : next_image_distance(d, pl, pf, n); };
   for_pixel_ranges(d.N, nvec, num_threads(), [&](int64_t, int64_t n, int64_t v0, int64_t v1) {
     thread_local std::vector<float> xbuf;
     float* xi = scratch(xbuf, static_cast<size_t>(geo.size));
@@ -566,7 +572,7 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
               // Tile (j0.., t0..) keeps its (j1-j0) x (t1-t0) vectors contiguous at its own slot.
               float* slot = acc + ((gi * pl.Og + j0) * pl.CKK + t0 * (j1 - j0)) * 16;
               kWgradTiles[j1 - j0 - 1][t1 - t0 - 1](nvec, geo.rv.data(), gy + (n * d.O + gi * pl.Og + j0) * pl.L, pl.L, xi,
-                                                    geo.taps.data() + t0, slot, pf && n + 1 < d.N ? d.O * pl.L : 0);
+                                                    geo.taps.data() + t0, slot, next_image_distance(d, pl, pf, n));
             });
           });
         }

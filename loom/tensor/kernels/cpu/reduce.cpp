@@ -218,16 +218,27 @@ void argmax(const Tensor& x, int64_t axis, Tensor& out) {
 
 namespace {
 
+// Floats of work per softmax task (and per flat exp pass of the f32 row path).
+constexpr int64_t kSoftmaxBlock = 4096;
+
+// The shift a softmax subtracts before exp: the maximum of the R values p[r * I], or 0 when
+// it is not finite (an all -inf row: exp(-inf - 0) = 0, no NaN from inf - inf).
+template <typename T>
+T softmax_shift(const T* p, int64_t R, int64_t I) {
+  T m = -std::numeric_limits<T>::infinity();
+  for (int64_t r = 0; r < R; ++r) m = std::max(m, p[r * I]);
+  return std::isfinite(m) ? m : T(0);
+}
+
 // f32 softmax over contiguous rows (the last axis): per block of rows, the shifted logits
 // go through one flat vectorized exp (a classifier's 10-wide rows are too short to vectorize
 // one by one), then per-row sums.
 void softmax_rows_f32(const Tensor& xc, int64_t rows, int64_t R, bool log, Tensor& out) {
   const float* px = xc.data<float>();
   float* po = out.data<float>();
-  parallel_for(0, rows, std::max<int64_t>(1, 4096 / R), [&](int64_t lo, int64_t hi) {
+  const int64_t per = std::max<int64_t>(1, kSoftmaxBlock / R);  // rows per flat exp pass
+  parallel_for(0, rows, per, [&](int64_t lo, int64_t hi) {
     thread_local std::vector<float> shifted, maxima;
-    constexpr int64_t kBlock = 4096;  // floats per flat exp pass
-    const int64_t per = std::max<int64_t>(1, kBlock / R);
     for (int64_t r0 = lo; r0 < hi; r0 += per) {
       const int64_t r1 = std::min(hi, r0 + per), n = (r1 - r0) * R;
       if (static_cast<int64_t>(shifted.size()) < n) shifted.resize(static_cast<size_t>(n));
@@ -235,9 +246,7 @@ void softmax_rows_f32(const Tensor& xc, int64_t rows, int64_t R, bool log, Tenso
       const float* p = px + r0 * R;
       float* q = po + r0 * R;
       for (int64_t i = 0; i < r1 - r0; ++i) {
-        float m = -std::numeric_limits<float>::infinity();
-        for (int64_t r = 0; r < R; ++r) m = std::max(m, p[i * R + r]);
-        if (!std::isfinite(m)) m = 0;  // all -inf rows: exp(-inf - 0) = 0, no NaN from inf-inf
+        const float m = softmax_shift(p + i * R, R, 1);
         maxima[static_cast<size_t>(i)] = m;
         for (int64_t r = 0; r < R; ++r) shifted[static_cast<size_t>(i * R + r)] = p[i * R + r] - m;
       }
@@ -267,14 +276,12 @@ void softmax(const Tensor& x, int64_t axis, bool log, Tensor& out) {
     const scalar_t* px = xc.data<scalar_t>();
     scalar_t* po = out.data<scalar_t>();
     const int64_t R = b.reduced, I = b.inner;
-    parallel_for(0, b.outer * I, std::max<int64_t>(1, 4096 / std::max<int64_t>(R, 1)), [&](int64_t lo, int64_t hi) {
+    parallel_for(0, b.outer * I, std::max<int64_t>(1, kSoftmaxBlock / std::max<int64_t>(R, 1)), [&](int64_t lo, int64_t hi) {
       for (int64_t t = lo; t < hi; ++t) {
         int64_t o = t / I, i = t % I;
         const scalar_t* p = px + o * R * I + i;
         scalar_t* q = po + o * R * I + i;
-        scalar_t m = -std::numeric_limits<scalar_t>::infinity();
-        for (int64_t r = 0; r < R; ++r) m = std::max(m, p[r * I]);
-        if (!std::isfinite(m)) m = 0;  // all -inf rows: exp(-inf - 0) = 0, no NaN from inf-inf
+        const scalar_t m = softmax_shift(p, R, I);
         scalar_t s = 0;
         for (int64_t r = 0; r < R; ++r) {
           scalar_t e = std::exp(p[r * I] - m);
