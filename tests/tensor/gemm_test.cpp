@@ -97,6 +97,9 @@ TEST_P(GemmTest, BlockBoundaries) {
   check(513, 65, 257, 1, 0, -1.0f, 0.0f, rng);
   // K cut into even blocks (785 = 264 + 264 + 257 for KC 384), beta on the first only.
   check(40, 50, 785, 1, 1, 0.5f, 2.0f, rng);
+  // Packed row-major B (M above MC per thread), copied row by row across the panels: two NC
+  // blocks for the AVX-512 kernel, the second of 3 full panels and a 2-column edge panel.
+  check(700, 3170, 20, 0, 0, 1.0f, 0.5f, rng);
 }
 
 TEST_P(GemmTest, DegenerateSizes) {

@@ -33,7 +33,7 @@ void micro_generic(int64_t K, const float* A, const float* B, int64_t ldb, float
       C[i * ldc + j] = alpha * acc[i][j] + (beta == 0.0f ? 0.0f : beta * C[i * ldc + j]);
 }
 
-const GemmKernel kGeneric{"generic", 4, 16, 128, 256, 2048, &micro_generic};
+const GemmKernel kGeneric{"generic", 4, 16, 4, 128, 256, 2048, &micro_generic};
 
 }  // namespace
 
@@ -76,36 +76,35 @@ float* scratch(int slot, size_t floats) {
   return b.p;
 }
 
-// Packs A[ic:ic+mc, pc:pc+kc] into MR-row micro-panels, k-major, zero-padded to MR.
-void pack_a(const GemmOperand& A, int64_t ic, int64_t pc, int64_t mc, int64_t kc, int mr,
-            float* dst) {
+// Packs A[ic:ic+mc, pc:pc+kc] into MR-row micro-panels, k-major: row k of a panel holds its
+// MR values at stride `as` >= MR (the kernel's A stride; lanes past the rows are zero).
+void pack_a(const GemmOperand& A, int64_t ic, int64_t pc, int64_t mc, int64_t kc, int mr, int as, float* dst) {
   for (int64_t i0 = 0; i0 < mc; i0 += mr) {
     const int64_t rows = std::min<int64_t>(mr, mc - i0);
     const float* src = A.data + (ic + i0) * A.row_stride + pc * A.col_stride;
-    if (A.col_stride == 1 && active_isa() >= Isa::kAvx512) {
-      // Row-major A: the panel is the rows' transpose (16 x 16 register transposes).
-      transpose_f32_avx512(src, A.row_stride, rows, kc, dst, mr);
-      for (int64_t i = rows; i < mr; ++i)
-        for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = 0.0f;
+    if (A.col_stride == 1 && as == 16 && active_isa() >= Isa::kAvx512) {
+      // Row-major A: the panel is the rows' transpose (16 x 16 register transposes), each k
+      // written as one whole aligned 16-lane row.
+      transpose_f32_avx512(src, A.row_stride, rows, kc, dst, as, /*full_rows=*/true);
     } else if (A.col_stride == 1) {
       // Row-major A: read each row contiguously, scatter into the (L1-resident) panel.
       for (int64_t i = 0; i < rows; ++i) {
         const float* s = src + i * A.row_stride;
-        for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = s[k];
+        for (int64_t k = 0; k < kc; ++k) dst[k * as + i] = s[k];
       }
-      for (int64_t i = rows; i < mr; ++i)
-        for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = 0.0f;
-    } else if (A.row_stride == 1 && mr <= 16 && active_isa() >= Isa::kAvx512) {
+      for (int64_t i = rows; i < as; ++i)
+        for (int64_t k = 0; k < kc; ++k) dst[k * as + i] = 0.0f;
+    } else if (A.row_stride == 1 && as <= 16 && active_isa() >= Isa::kAvx512) {
       // Column-major A (a weight gradient's dY^T): each k holds the panel's rows side by side.
-      copy_runs_f32_avx512(src, A.col_stride, rows, kc, dst, mr);
+      copy_runs_f32_avx512(src, A.col_stride, rows, kc, dst, as);
     } else {
       for (int64_t k = 0; k < kc; ++k) {
         const float* s = src + k * A.col_stride;
-        for (int64_t i = 0; i < rows; ++i) dst[k * mr + i] = s[i * A.row_stride];
-        for (int64_t i = rows; i < mr; ++i) dst[k * mr + i] = 0.0f;
+        for (int64_t i = 0; i < rows; ++i) dst[k * as + i] = s[i * A.row_stride];
+        for (int64_t i = rows; i < as; ++i) dst[k * as + i] = 0.0f;
       }
     }
-    dst += kc * mr;
+    dst += kc * as;
   }
 }
 
@@ -160,6 +159,32 @@ void pack_b_panel(const GemmOperand& B, int64_t pc, int64_t col0, int64_t cols, 
   }
 }
 
+// Packs the NR panels [p0, p1) of B[pc:pc+kc, jc:jc+nc] into Bp (panel p at p * kc * nr).
+// Row-major B is copied a few rows at a time across all the panels: each read then walks a
+// row of B sequentially (prefetchers follow it), where panel by panel every 128-byte read
+// would start a new row -- a new 4 KiB page when B is wide. Other layouts go panel by panel.
+void pack_b_block(const GemmOperand& B, int64_t pc, int64_t jc, int64_t nc, int64_t p0, int64_t p1, int64_t kc,
+                  int nr, float* Bp) {
+  const int64_t full_end = std::min<int64_t>(p1, nc / nr);  // panels with nr real columns
+  if (B.col_stride == 1 && nr == 32 && full_end > p0) {
+    constexpr int64_t kRows = 8;
+    for (int64_t k0 = 0; k0 < kc; k0 += kRows) {
+      const int64_t k1 = std::min<int64_t>(kc, k0 + kRows);
+      for (int64_t p = p0; p < full_end; ++p) {
+        const float* s = B.data + (pc + k0) * B.row_stride + jc + p * nr;
+        float* d = Bp + p * kc * nr + k0 * nr;
+        for (int64_t k = k0; k < k1; ++k, s += B.row_stride, d += 32)
+          for (int j = 0; j < 32; ++j) d[j] = s[j];
+      }
+    }
+    p0 = full_end;
+  }
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t col0 = p * nr;
+    pack_b_panel(B, pc, jc + col0, std::min<int64_t>(nr, nc - col0), kc, nr, Bp + p * kc * nr);
+  }
+}
+
 // One MC x (column range) block. B panels come either from the packed block (row stride
 // NR) or, in direct mode, straight from row-major B (row stride ldb) except for a partial
 // last panel, which is packed into `edge`.
@@ -190,7 +215,7 @@ void macro_kernel(const GemmKernel& g, const float* Ap, const BSource& bs, int64
     }
     for (int64_t i0 = 0; i0 < mc; i0 += g.mr) {
       const int64_t rows = std::min<int64_t>(g.mr, mc - i0);
-      const float* apanel = Ap + i0 / g.mr * (kc * g.mr);
+      const float* apanel = Ap + i0 / g.mr * (kc * g.as);
       float* c = C + i0 * ldc + j0;
       if (rows == g.mr && cols == g.nr) {
         g.micro(kc, apanel, bpanel, ldb, c, ldc, alpha, beta);
@@ -293,19 +318,16 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
           const int64_t full = nc / g.nr * g.nr;
           if (full < nc && tid == 0) pack_b_panel(B, pc, jc + full, nc - full, kc, g.nr, Bedge);
         } else {
-          for (int64_t p = npanels * tid / team; p < npanels * (tid + 1) / team; ++p) {
-            const int64_t col0 = p * g.nr;
-            pack_b_panel(B, pc, jc + col0, std::min<int64_t>(g.nr, nc - col0), kc, g.nr, Bp + p * kc * g.nr);
-          }
+          pack_b_block(B, pc, jc, nc, npanels * tid / team, npanels * (tid + 1) / team, kc, g.nr, Bp);
         }
         if (barrier) barrier->arrive_and_wait();
-        float* Ap = scratch(0, static_cast<size_t>((mc + g.mr - 1) / g.mr * g.mr) * kc);
+        float* Ap = scratch(0, static_cast<size_t>((mc + g.mr - 1) / g.mr * g.as) * kc);
         int64_t packed_block = -1;
         for (int64_t t = tasks * tid / team; t < tasks * (tid + 1) / team; ++t) {
           const int64_t mb = t / nsplit, ns = t % nsplit;
           const int64_t ic = mb * mc, mcur = std::min<int64_t>(mc, M - ic);
           if (packed_block != mb) {
-            pack_a(A, ic, pc, mcur, kc, g.mr, Ap);
+            pack_a(A, ic, pc, mcur, kc, g.mr, g.as, Ap);
             packed_block = mb;
           }
           const int64_t p0 = npanels * ns / nsplit, p1 = npanels * (ns + 1) / nsplit;

@@ -47,8 +47,10 @@ const char* sgemm_kernel_name();
 struct GemmKernel {
   const char* name;
   int mr, nr;
+  int as;  // A panel stride per k (>= mr): 16 for the 14-row AVX-512 kernel, so that each k's
+           // values fill one aligned 64-byte line and packing writes whole vectors
   int64_t mc, kc, nc;
-  // C[0:MR, 0:NR] (row stride ldc) = alpha * Apanel(K x MR) . Bpanel(K x NR) + beta * C,
+  // C[0:MR, 0:NR] (row stride ldc) = alpha * Apanel(K x MR, stride as) . Bpanel(K x NR) + beta * C,
   // where row k of the B panel starts at B + k * ldb (NR when packed, B's row stride when
   // the kernel reads an unpacked row-major B directly).
   using Micro = void (*)(int64_t K, const float* A, const float* B, int64_t ldb, float* C, int64_t ldc,

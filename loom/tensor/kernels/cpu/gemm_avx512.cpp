@@ -28,12 +28,15 @@ namespace loom::cpu {
 #define LOOM_AVX512_MR 14
 #define LOOM_AVX512_NV 2
 #endif
+#ifndef LOOM_AVX512_AS
+#define LOOM_AVX512_AS 16
+#endif
 
 const GemmKernel* sgemm_kernel_avx512() {
   static const GemmKernel k = [] {
-    GemmKernel g{"avx512", LOOM_AVX512_MR, 16 * LOOM_AVX512_NV, 0, 0, 0,
-                 &avx512::micro_kernel<LOOM_AVX512_MR, LOOM_AVX512_NV>};
-    avx512::fill_edge_kernels<LOOM_AVX512_MR, LOOM_AVX512_NV>(
+    GemmKernel g{"avx512", LOOM_AVX512_MR, 16 * LOOM_AVX512_NV, LOOM_AVX512_AS, 0, 0, 0,
+                 &avx512::micro_kernel<LOOM_AVX512_MR, LOOM_AVX512_NV, LOOM_AVX512_AS>};
+    avx512::fill_edge_kernels<LOOM_AVX512_MR, LOOM_AVX512_NV, LOOM_AVX512_AS>(
         g.edge, std::make_integer_sequence<int, LOOM_AVX512_MR - 1>{});
     // Blocking for a 48 KiB L1 / 1 MiB L2 core: an MR x KC A panel and a KC x NR B panel
     // stay in L1, the MC x KC A block in L2.

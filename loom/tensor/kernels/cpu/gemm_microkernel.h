@@ -69,10 +69,10 @@ void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict 
 
 namespace loom::cpu::LOOM_GEMM_ISA {
 
-// edge[r] = micro_kernel<r, NV, MR> for r = 1 .. MR - 1 (edge[0] stays null).
-template <int MR, int NV, int... R>
+// edge[r] = micro_kernel<r, NV, AS> for r = 1 .. MR - 1 (edge[0] stays null).
+template <int MR, int NV, int AS, int... R>
 void fill_edge_kernels(GemmKernel::Micro* edge, std::integer_sequence<int, R...>) {
-  ((edge[R + 1] = &micro_kernel<R + 1, NV, MR>), ...);
+  ((edge[R + 1] = &micro_kernel<R + 1, NV, AS>), ...);
 }
 
 }  // namespace loom::cpu::LOOM_GEMM_ISA
