@@ -278,6 +278,24 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
     return;
   }
 
+  if (threads > 1 && N >= int64_t{4} * g.nr * threads) {
+    // Wide enough for every thread to own whole NR panels: each computes its own column
+    // range of C as an independent single-thread product (packing all of A and its share
+    // of B). Against one team sharing each packed B block (below) this repacks A once per
+    // thread but needs no barrier per (jc, pc) block -- on this 2-vCPU VM a teammate that
+    // lags (or is descheduled) at a barrier stalls the other: 512 x 3072 x 768 on 2
+    // threads 320 -> 363 GFLOP/s, 2048^3 334-340 -> 356 (docs/performance.md).
+    if (global_pool().try_run_team(threads, [&](int tid) {
+          const int64_t panels = (N + g.nr - 1) / g.nr;
+          const int64_t n0 = std::min(N, panels * tid / threads * g.nr);
+          const int64_t n1 = std::min(N, panels * (tid + 1) / threads * g.nr);
+          if (n1 > n0)
+            sgemm(M, n1 - n0, K, alpha, A, {B.data + n0 * B.col_stride, B.row_stride, B.col_stride}, beta, C + n0,
+                  ldc, /*parallel=*/false);
+        }))
+      return;
+  }
+
   const int64_t nc_max = std::min<int64_t>(g.nc, (N + g.nr - 1) / g.nr * g.nr);
   // K in even blocks of at most KC (784 = 264 + 264 + 256, not 384 + 384 + 16): a short last
   // block pays a full C-tile update and packing pass for little arithmetic.
