@@ -304,22 +304,28 @@ void row_wgrad_tile(int64_t nvec, const RowVec* rv, const float* gy, int64_t ldg
   for (int j = 0; j < NJ; ++j)
     LOOM_UNROLL
     for (int t = 0; t < NT; ++t) acc[j][t] = _mm512_loadu_ps(acc_mem + (j * NT + t) * 16);
-  for (int64_t v = 0; v < nvec; ++v) {
-    const __mmask16 m = rv[v].mask;
+  auto step = [&](const RowVec& r, auto load) {
     __m512 g[NJ];
     LOOM_UNROLL
     for (int j = 0; j < NJ; ++j) {
-      const float* src = gy + j * ldg + rv[v].out;
-      g[j] = _mm512_maskz_loadu_ps(m, src);
+      const float* src = gy + j * ldg + r.out;
+      g[j] = load(src);
       if (pf) __builtin_prefetch(src + pf, 0, 2);  // the next image's rows, into L2
     }
-    const float* xv = x + rv[v].in;
+    const float* xv = x + r.in;
     LOOM_UNROLL
     for (int t = 0; t < NT; ++t) {
-      const __m512 xt = _mm512_maskz_loadu_ps(m, xv + off[t]);
+      const __m512 xt = load(xv + off[t]);
       LOOM_UNROLL
       for (int j = 0; j < NJ; ++j) acc[j][t] = _mm512_fmadd_ps(g[j], xt, acc[j][t]);
     }
+  };
+  for (int64_t v = 0; v < nvec; ++v) {
+    const __mmask16 m = rv[v].mask;
+    if (m == 0xFFFF)  // whole vectors (all but row ends): plain loads
+      step(rv[v], [](const float* p) { return _mm512_loadu_ps(p); });
+    else
+      step(rv[v], [m](const float* p) { return _mm512_maskz_loadu_ps(m, p); });
   }
   LOOM_UNROLL
   for (int j = 0; j < NJ; ++j)
