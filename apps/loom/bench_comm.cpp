@@ -435,6 +435,9 @@ int run_comm_bench(CommBenchOptions o) {
 }
 
 // ---- calibration ----------------------------------------------------------------------------
+// The largest exchange comm-calibrate times (its beta table spans 64 KiB .. this).
+constexpr size_t kCalibrateMax = size_t{16} << 20;
+
 struct CalibrateOptions {
   std::string transport = "shm";
   std::string out;
@@ -464,26 +467,35 @@ int run_calibrate(const CalibrateOptions& o) {
       pingpong(small, 8, 2000);
       a = std::min(a, (now_seconds() - t0) / 4000);
     }
-    // beta: both ranks send 4 MiB to each other at once, as every collective step does (a
-    // one-way stream would leave the other direction's CPU and memory bandwidth idle).
-    const size_t big = 4 << 20;
-    std::vector<char> out(big, 1), in(big, 0);
-    auto exchange = [&](int iters) {
+    // beta: both ranks send n bytes to each other at once, as every collective step does (a
+    // one-way stream would leave the other direction's CPU and memory bandwidth idle), for
+    // n = 64 KiB .. 16 MiB: the table beta_by_size; the scalar beta is the 4 MiB figure.
+    std::vector<char> out(kCalibrateMax, 1), in(kCalibrateMax, 0);
+    auto exchange = [&](size_t bytes, int iters) {
       for (int i = 0; i < iters; ++i) {
-        Request s = t.isend(1 - r, 3, out.data(), big);
-        Request q = t.irecv(1 - r, 3, in.data(), big);
+        Request s = t.isend(1 - r, 3, out.data(), bytes);
+        Request q = t.irecv(1 - r, 3, in.data(), bytes);
         t.wait(q);
         t.wait(s);
       }
     };
-    exchange(2);
-    double b = 1e9;
-    for (int rep = 0; rep < 5; ++rep) {
-      const double t0 = now_seconds();
-      exchange(10);
-      b = std::min(b, ((now_seconds() - t0) / 10 - a) / big);
+    std::vector<std::pair<double, double>> table;
+    for (size_t bytes = size_t{64} << 10; bytes <= kCalibrateMax; bytes *= 4) {
+      const int iters = static_cast<int>(std::clamp<size_t>((size_t{32} << 20) / bytes, 3, 100));
+      exchange(bytes, 2);
+      double b = 1e9;
+      for (int rep = 0; rep < 5; ++rep) {
+        const double t0 = now_seconds();
+        exchange(bytes, iters);
+        b = std::min(b, ((now_seconds() - t0) / iters - a) / static_cast<double>(bytes));
+      }
+      table.emplace_back(static_cast<double>(bytes), std::max(b, 1e-12));
     }
-    if (r == 0) params.alpha = a, params.beta = b;
+    if (r == 0) {
+      params.alpha = a;
+      params.beta_by_size = table;
+      params.beta = params.beta_at(4 << 20);
+    }
   };
   const std::string dir = fmt::format("/tmp/loom-calibrate-{}", getpid());
   if (o.transport == "inproc") {
@@ -523,8 +535,11 @@ int run_calibrate(const CalibrateOptions& o) {
   params.beta = std::max(params.beta, 1e-12);
   const std::string path = o.out.empty() ? default_cost_params_path(o.transport) : o.out;
   save_cost_params(params, path);
-  std::printf("%s: alpha %.2f us, beta %.2f GB/s, gamma %.2f GB/s -> %s\n", o.transport.c_str(), params.alpha * 1e6,
-              1e-9 / params.beta, 1e-9 / params.gamma, path.c_str());
+  std::string table;
+  for (const auto& [bytes, b] : params.beta_by_size)
+    table += fmt::format(" {}K:{:.2f}", static_cast<long>(bytes) >> 10, 1e-9 / b);
+  std::printf("%s: alpha %.2f us, beta %.2f GB/s (by size, GB/s:%s), gamma %.2f GB/s -> %s\n", o.transport.c_str(),
+              params.alpha * 1e6, 1e-9 / params.beta, table.c_str(), 1e-9 / params.gamma, path.c_str());
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "loom/comm/schedule.h"
@@ -17,7 +18,15 @@ struct CostParams {
   double alpha = 2e-6;             // seconds per message
   double beta = 1.0 / 4e9;         // seconds per byte on the wire
   double gamma = 1.0 / 8e9;        // seconds per byte reduced
+  // Optional beta by the bytes a step exchanges, (bytes, seconds per byte) with bytes
+  // ascending: on TCP loopback a byte costs more when more are in flight (2 MiB exchanged at
+  // ~2.9 GB/s, 16 MiB at ~1.8), which a single beta cannot express. Empty: `beta` throughout.
+  std::vector<std::pair<double, double>> beta_by_size;
   std::string source = "default";  // "default" or the calibration file read
+
+  // Seconds per byte for a step exchanging `bytes`: beta_by_size interpolated linearly in
+  // log(bytes) and clamped at its ends, else beta.
+  double beta_at(double bytes) const;
 };
 
 // Built-in figures for this machine class (measured with `loom bench comm-calibrate`; see

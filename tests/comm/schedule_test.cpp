@@ -5,8 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <numeric>
+#include <string>
 
 #include "loom/base/error.h"
 #include "loom/comm/cost_model.h"
@@ -311,6 +315,52 @@ TEST(CommSchedule, CostModelPrefersLatencyOptimalForSmallAndBandwidthOptimalForL
   const Schedule piped = make_schedule(s);
   ASSERT_TRUE(piped.pipelined);
   EXPECT_NEAR(predict_seconds(s, DType::f32, lat), 1e-6 * static_cast<double>(piped.steps.size()), 1e-12);
+}
+
+TEST(CommSchedule, BetaBySizeIsInterpolatedInLogSizeAndPricesEachStep) {
+  CostParams cp;
+  cp.alpha = 0, cp.gamma = 1e-30;
+  cp.beta_by_size = {{1 << 20, 1 / 4e9}, {4 << 20, 1 / 2e9}};
+  EXPECT_DOUBLE_EQ(cp.beta_at(1 << 10), 1 / 4e9);  // clamped below
+  EXPECT_DOUBLE_EQ(cp.beta_at(64 << 20), 1 / 2e9);  // and above
+  EXPECT_NEAR(cp.beta_at(2 << 20), 0.5 * (1 / 4e9 + 1 / 2e9), 1e-21);  // halfway in log size
+  // Two ranks, 4 MiB: recursive doubling is one 4 MiB exchange at 2 GB/s (2.1 ms),
+  // Rabenseifner two 2 MiB exchanges at the interpolated rate (1.57 ms): the table makes the
+  // bigger step dearer per byte, as on loopback TCP.
+  CollSpec s;
+  s.coll = Coll::allreduce, s.ranks = 2, s.count = 1 << 20;
+  s.algo = Algo::recursive_doubling;
+  EXPECT_NEAR(predict_seconds(s, DType::f32, cp), (4 << 20) / 2e9, 1e-9);
+  s.algo = Algo::rabenseifner;
+  EXPECT_NEAR(predict_seconds(s, DType::f32, cp), 2 * (2 << 20) * cp.beta_at(2 << 20), 1e-9);
+  EXPECT_NE(choose_algo(s, DType::f32, cp), Algo::recursive_doubling);
+}
+
+TEST(CommSchedule, CostFileRoundTripsTheBetaTableAndRejectsABadOne) {
+  const std::string path = ::testing::TempDir() + "loom_cost_model_test.json";
+  CostParams cp;
+  cp.alpha = 3e-5, cp.beta = 1 / 2e9, cp.gamma = 1 / 40e9;
+  cp.beta_by_size = {{65536, 1 / 3e9}, {1 << 20, 1 / 2e9}};
+  save_cost_params(cp, path);
+  setenv("LOOM_COMM_MODEL", path.c_str(), 1);
+  const CostParams back = load_cost_params("tcp");
+  ASSERT_EQ(back.beta_by_size.size(), 2u);
+  EXPECT_DOUBLE_EQ(back.beta_by_size[1].first, 1 << 20);
+  EXPECT_NEAR(back.beta_by_size[0].second, 1 / 3e9, 1e-20);
+  EXPECT_EQ(back.source, path);
+  {
+    std::ofstream f(path);
+    f << R"({"alpha_s": 1e-5, "beta_bytes_per_s": 1e9, "gamma_bytes_per_s": 1e10,
+            "beta_by_size": [{"bytes": 4096, "bytes_per_s": 1e9}, {"bytes": 1024, "bytes_per_s": 1e9}]})";
+  }
+  try {
+    load_cost_params("tcp");
+    ADD_FAILURE() << "descending sizes accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ascending"), std::string::npos) << e.what();
+  }
+  unsetenv("LOOM_COMM_MODEL");
+  std::remove(path.c_str());
 }
 
 TEST(CommSchedule, BadSpecsAreClearErrors) {
