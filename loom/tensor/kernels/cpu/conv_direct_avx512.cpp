@@ -219,7 +219,7 @@ inline void row_accumulate(int64_t R, const float* w, int64_t ws, const float* x
 }
 
 // row_accumulate, stored to y[j * ldy + rv[v].out] under rv[v].mask. pf > 0: prefetch the
-// spot pf floats ahead for writing; pf < 0: store whole, aligned vectors non-temporally.
+// spot pf floats ahead for writing.
 template <int NJ, int NV>
 void row_tile(int64_t R, const float* w, int64_t ws, const float* x, const RowVec* rv, const int64_t* off, float* y,
               int64_t ldy, const float* init, int64_t pf, bool relu) {
@@ -236,10 +236,6 @@ void row_tile(int64_t R, const float* w, int64_t ws, const float* x, const RowVe
     LOOM_UNROLL
     for (int v = 0; v < NV; ++v) {
       float* dst = y + j * ldy + rv[v].out;
-      if (pf < 0 && rv[v].mask == 0xFFFF && (reinterpret_cast<uintptr_t>(dst) & 63) == 0) {
-        _mm512_stream_ps(dst, acc[j][v]);
-        continue;
-      }
       _mm512_mask_storeu_ps(dst, rv[v].mask, acc[j][v]);
       // The same spot of the next image's output, fetched for writing well ahead: output
       // rows are short streams that the hardware prefetcher does not pick up in time.
@@ -492,12 +488,11 @@ void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float
   const RowGeom geo(d, pl);
   const int64_t nvec = static_cast<int64_t>(geo.rv.size());
   const float* wr = pack_row_weights(d, pl, w);
+  // An output bound for memory is prefetched for writing one image ahead. (Streaming stores
+  // for it were measured and removed: 0.65 -> 0.55 ms at batch 256 / 2 threads on
+  // 2026-11-27's host, but 2.1-3.1 against 1.5-1.9 ms on 1 thread and 1.1-1.5 against
+  // 0.85-0.89 ms on 2 on 2026-11-28's -- docs/performance.md.)
   const bool pf = stream_from_memory(d.N * d.O * pl.L);
-  // An output that goes to memory anyway is written with streaming stores where the flat
-  // vectors make them whole and aligned: no read-for-ownership of every line (the cnn's
-  // 1 -> 32 layer at batch 256, 2 threads: 0.65 -> 0.55 ms).
-  const bool nt = pf && geo.flat;
-  auto pf_dist = [&](int64_t n) -> int64_t { return nt ? -1 : next_image_distance(d, pl, pf, n); };
   for_pixel_ranges(d.N, nvec, num_threads(), [&](int64_t, int64_t n, int64_t v0, int64_t v1) {
     thread_local std::vector<float> xbuf;
     float* xi = scratch(xbuf, static_cast<size_t>(geo.size));
@@ -510,12 +505,12 @@ void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float
         even_pieces(v1 - v0, kRowV, [&](int64_t a, int64_t b) {
           kRowTiles[j1 - j0 - 1][b - a - 1](pl.CKK, wr + gi * pl.CKK * pl.Og + j0, pl.Og, xi, geo.rv.data() + v0 + a,
                                             geo.taps.data(), yg + j0 * pl.L, pl.L,
-                                            bias ? bias + gi * pl.Og + j0 : nullptr, pf_dist(n), relu);
+                                            bias ? bias + gi * pl.Og + j0 : nullptr, next_image_distance(d, pl, pf, n),
+                                            relu);
         });
       });
     }
   });
-  if (nt) _mm_sfence();  // streaming stores are weakly ordered: drain them before y is read
 }
 
 // The fused convolution + 2 x 2 max pooling on row vectors (row_pool_tile): layers with few
