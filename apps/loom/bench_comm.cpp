@@ -447,7 +447,7 @@ int run_calibrate(const CalibrateOptions& o) {
   CostParams params;
   auto body = [&](Transport& t) {
     const int r = t.rank();
-    // alpha: half an 8-byte round trip; beta: one-way streaming of 4 MiB messages.
+    // alpha: half an 8-byte round trip.
     char small[8] = {};
     auto pingpong = [&](char* buf, size_t bytes, int iters) {
       for (int i = 0; i < iters; ++i) {

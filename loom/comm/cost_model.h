@@ -15,9 +15,9 @@
 namespace loom::comm {
 
 struct CostParams {
-  double alpha = 2e-6;             // seconds per message
-  double beta = 1.0 / 4e9;         // seconds per byte on the wire
-  double gamma = 1.0 / 8e9;        // seconds per byte reduced
+  double alpha = 2e-6;       // seconds per message
+  double beta = 1.0 / 4e9;   // seconds per byte on the wire
+  double gamma = 1.0 / 8e9;  // seconds per byte reduced
   // Optional beta by the bytes a step exchanges, (bytes, seconds per byte) with bytes
   // ascending: on TCP loopback a byte costs more when more are in flight (2 MiB exchanged at
   // ~2.9 GB/s, 16 MiB at ~1.8), which a single beta cannot express. Empty: `beta` throughout.
