@@ -158,8 +158,11 @@ TEST(Magpie, RequestPathsMatchTheGroundTruthAndClusterByBehaviour) {
   const char* mid_names[3] = {"cache_hit", "compute", "compute"};
   const char* respond_names[3] = {"respond", "respond", "respond"};
   // Behaviours: cache hit, slow compute (30 ms), fast compute (no wait): far apart, so that the
-  // scheduling noise of a loaded machine (ctest -j, sanitizers) cannot blur them.
-  int parse_delay[3] = {50, 50, 50}, mid_delay[3] = {0, 30000, 0}, respond_delay[3] = {20, 20, 20};
+  // scheduling noise of a loaded machine (ctest -j, sanitizers) cannot blur them. Only the slow
+  // compute sleeps: a sleeping stage's span also holds its wake-up delay, which on a loaded
+  // machine is up to a scheduler time slice (milliseconds) -- with 50/20 us sleeps in parse and
+  // respond, every request carried that noise and once in CI it hid the 30 ms behaviour.
+  int parse_delay[3] = {0, 0, 0}, mid_delay[3] = {0, 30000, 0}, respond_delay[3] = {0, 0, 0};
   std::thread t1(stage_thread, std::ref(q1), &q2, parse_names, &tids[0], parse_delay);
   std::thread t2(stage_thread, std::ref(q2), &q3, mid_names, &tids[1], mid_delay);
   std::thread t3(stage_thread, std::ref(q3), nullptr, respond_names, &tids[2], respond_delay);
