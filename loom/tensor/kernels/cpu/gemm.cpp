@@ -108,22 +108,11 @@ void pack_a(const GemmOperand& A, int64_t ic, int64_t pc, int64_t mc, int64_t kc
   }
 }
 
-// Packs B[pc:pc+kc, jc+j0 : jc+j0+cols] (one NR panel) k-major, zero-padded to NR.
+// Packs B[pc:pc+kc, jc+j0 : jc+j0+cols] (one NR panel) k-major, zero-padded to NR. (Whole
+// panels of a row-major B are copied by pack_b_block, row by row across the panels.)
 void pack_b_panel(const GemmOperand& B, int64_t pc, int64_t col0, int64_t cols, int64_t kc,
                   int nr, float* dst) {
   const float* src = B.data + pc * B.row_stride + col0 * B.col_stride;
-  if (B.col_stride == 1 && cols == nr) {
-    if (nr == 32) {  // the AVX-512 panel: a fixed-length copy the compiler unrolls (no memcpy call per row)
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* s = src + k * B.row_stride;
-        float* d = dst + k * 32;
-        for (int j = 0; j < 32; ++j) d[j] = s[j];
-      }
-      return;
-    }
-    for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * nr, src + k * B.row_stride, nr * sizeof(float));
-    return;
-  }
   if (B.row_stride == 1 && active_isa() >= Isa::kAvx512) {
     // Transposed B (columns contiguous, e.g. a Linear layer's W^T): 16 x 16 register
     // transposes, then zero columns past the edge.
@@ -166,15 +155,20 @@ void pack_b_panel(const GemmOperand& B, int64_t pc, int64_t col0, int64_t cols, 
 void pack_b_block(const GemmOperand& B, int64_t pc, int64_t jc, int64_t nc, int64_t p0, int64_t p1, int64_t kc,
                   int nr, float* Bp) {
   const int64_t full_end = std::min<int64_t>(p1, nc / nr);  // panels with nr real columns
-  if (B.col_stride == 1 && nr == 32 && full_end > p0) {
+  if (B.col_stride == 1 && full_end > p0) {
     constexpr int64_t kRows = 8;
     for (int64_t k0 = 0; k0 < kc; k0 += kRows) {
       const int64_t k1 = std::min<int64_t>(kc, k0 + kRows);
       for (int64_t p = p0; p < full_end; ++p) {
         const float* s = B.data + (pc + k0) * B.row_stride + jc + p * nr;
         float* d = Bp + p * kc * nr + k0 * nr;
-        for (int64_t k = k0; k < k1; ++k, s += B.row_stride, d += 32)
-          for (int j = 0; j < 32; ++j) d[j] = s[j];
+        for (int64_t k = k0; k < k1; ++k, s += B.row_stride, d += nr) {
+          if (nr == 32) {  // the AVX-512 panel: a fixed-length copy the compiler unrolls (no memcpy call)
+            for (int j = 0; j < 32; ++j) d[j] = s[j];
+          } else {
+            std::memcpy(d, s, sizeof(float) * static_cast<size_t>(nr));
+          }
+        }
       }
     }
     p0 = full_end;
