@@ -95,8 +95,12 @@ TEST_P(GemmTest, BlockBoundaries) {
   check(300, 70, 700, 0, 0, 1.0f, 0.0f, rng);
   check(33, 3100, 40, 0, 1, 1.0f, 2.0f, rng);
   check(513, 65, 257, 1, 0, -1.0f, 0.0f, rng);
-  // K cut into even blocks (785 = 264 + 264 + 257 for KC 384), beta on the first only.
+  // K cut into even blocks (785 = 400 + 385 for KC 768), beta on the first only.
   check(40, 50, 785, 1, 1, 0.5f, 2.0f, rng);
+  // A deep K block: fewer rows per block (the A block's L2 budget: 2 row blocks of 300) and
+  // fewer columns per packed B block (its budget at KC 768: 2100 = 1056 + 1044).
+  check(300, 70, 700, 1, 0, 1.0f, 0.0f, rng);
+  check(20, 2100, 768, 0, 1, 1.0f, 0.5f, rng);
   // Packed row-major B (M above MC per thread), copied row by row across the panels: two NC
   // blocks for the AVX-512 kernel, the second of 3 full panels and a 2-column edge panel.
   check(700, 3170, 20, 0, 0, 1.0f, 0.5f, rng);

@@ -76,6 +76,19 @@ float* scratch(int slot, size_t floats) {
   return b.p;
 }
 
+// The block size that cuts `total` into the fewest blocks of at most `cap` (rounded up to a
+// multiple of `align`), all equal but the last; at most `total` rounded up to `align`.
+int64_t even_block(int64_t total, int64_t cap, int64_t align) {
+  const int64_t blocks = (total + cap - 1) / cap;
+  const int64_t size = ((total + blocks - 1) / blocks + align - 1) / align * align;
+  return std::min<int64_t>(size, (total + align - 1) / align * align);
+}
+
+// How many units of `unit_floats` floats fit in `bytes` (at least one).
+int64_t budget_count(int64_t bytes, int64_t unit_floats) {
+  return std::max<int64_t>(1, bytes / (unit_floats * int64_t{sizeof(float)}));
+}
+
 // Packs A[ic:ic+mc, pc:pc+kc] into MR-row micro-panels, k-major: row k of a panel holds its
 // MR values at stride `as` >= MR (the kernel's A stride; lanes past the rows are zero).
 void pack_a(const GemmOperand& A, int64_t ic, int64_t pc, int64_t mc, int64_t kc, int mr, int as, float* dst) {
@@ -290,11 +303,19 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
       return;
   }
 
-  const int64_t nc_max = std::min<int64_t>(g.nc, (N + g.nr - 1) / g.nr * g.nr);
-  // K in even blocks of at most KC (784 = 264 + 264 + 256, not 384 + 384 + 16): a short last
-  // block pays a full C-tile update and packing pass for little arithmetic.
-  const int64_t kblocks = (K + g.kc - 1) / g.kc;
-  const int64_t kc_max = std::min<int64_t>(K, ((K + kblocks - 1) / kblocks + 7) / 8 * 8);
+  // K in even blocks of at most KC (784 = 392 + 392, not 768 + 16): a short last block pays
+  // a full C-tile update and packing pass for little arithmetic.
+  const int64_t kc_max = even_block(K, g.kc, 8);
+  // Row blocks of at most MC rows, fewer when a deep K block would push the packed A block
+  // out of L2 (KC 768: 224 rows).
+  int64_t mc_max = g.mc;
+  if (g.a_block_bytes > 0)
+    mc_max = std::min<int64_t>(mc_max, budget_count(g.a_block_bytes, kc_max * g.as) * g.mr);
+  // Column blocks of at most NC columns and b_block_bytes of packed B, in even parts
+  // (3072 columns at KC 768: 1536 + 1536).
+  int64_t nc_cap = g.nc;
+  if (g.b_block_bytes > 0) nc_cap = std::min<int64_t>(nc_cap, budget_count(g.b_block_bytes, kc_max * g.nr) * g.nr);
+  const int64_t nc_max = even_block(N, nc_cap, g.nr);
   // Direct mode: with few rows, each B panel is used by only a handful of micro-tiles, so
   // packing it (a full read and write of B) costs more than it saves; the kernel then reads
   // row-major B in place. Otherwise the shared packed B block lives in the caller's scratch.
@@ -307,12 +328,12 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
   // B, and meet again before B is overwritten (BLIS's scheme: two cheap spin barriers per
   // block instead of two thread-pool dispatches).
   auto body = [&](int tid, int team, SpinBarrier* barrier) {
-    for (int64_t jc = 0; jc < N; jc += g.nc) {
-      const int64_t nc = std::min<int64_t>(g.nc, N - jc);
+    for (int64_t jc = 0; jc < N; jc += nc_max) {
+      const int64_t nc = std::min<int64_t>(nc_max, N - jc);
       const int64_t npanels = (nc + g.nr - 1) / g.nr;
       // Row blocks: at most MC rows each, their count a multiple of the team size and their
       // sizes equal (to an MR multiple), so no thread waits on a larger block.
-      int64_t mblocks = (M + g.mc - 1) / g.mc;
+      int64_t mblocks = (M + mc_max - 1) / mc_max;
       if (team > 1) mblocks = (mblocks + team - 1) / team * team;
       int64_t mc = (M + mblocks - 1) / mblocks;
       mc = std::max<int64_t>(g.mr, (mc + g.mr - 1) / g.mr * g.mr);

@@ -59,6 +59,11 @@ struct GemmKernel {
   // edge[r] (r < mr; null where absent): the same for only the first r rows of an MR-tall A
   // panel, written straight into C -- M's last panel then costs r rows, not MR.
   Micro edge[16] = {};
+  // L2 budget for the packed MC x KC block of A (bytes; 0: none): a deep K block gets
+  // fewer rows than mc, so that it still stays in L2.
+  int64_t a_block_bytes = 0;
+  // L3 budget for the packed KC x NC block of B (bytes; 0: none), shared by the row blocks.
+  int64_t b_block_bytes = 0;
 };
 
 // The kernel sgemm uses now (after CPU detection and set_isa_override).

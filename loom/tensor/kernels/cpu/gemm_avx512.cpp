@@ -38,13 +38,20 @@ const GemmKernel* sgemm_kernel_avx512() {
                  &avx512::micro_kernel<LOOM_AVX512_MR, LOOM_AVX512_NV, LOOM_AVX512_AS>};
     avx512::fill_edge_kernels<LOOM_AVX512_MR, LOOM_AVX512_NV, LOOM_AVX512_AS>(
         g.edge, std::make_integer_sequence<int, LOOM_AVX512_MR - 1>{});
-    // Blocking for a 48 KiB L1 / 1 MiB L2 core: an MR x KC A panel and a KC x NR B panel
-    // stay in L1, the MC x KC A block in L2.
-    g.kc = 384;
+    // Blocking for a 48 KiB L1 / 1 MiB L2 core: the MC x KC A block stays in L2 (at most
+    // 768 KiB: 336 rows up to KC 512, 224 rows at KC 768), a KC x NR B panel is reused
+    // from L1/L2 by every micro-tile of the block, the KC x NC B block (at most 6 MiB)
+    // by every row block. A deep KC means fewer passes over C (docs/performance.md,
+    // 2026-11-28 third session: KC 768 against 384, 1 thread +1-3%, 2 threads +1-5%).
+    g.kc = 768;
     g.mc = (336 / g.mr) * g.mr;
     g.nc = 3072;
+    g.a_block_bytes = 768 << 10;
+    g.b_block_bytes = 6 << 20;
     if (const char* e = std::getenv("LOOM_GEMM_KC")) g.kc = std::atoll(e);
     if (const char* e = std::getenv("LOOM_GEMM_MC")) g.mc = std::atoll(e) / g.mr * g.mr;
+    if (const char* e = std::getenv("LOOM_GEMM_ABYTES")) g.a_block_bytes = std::atoll(e);
+    if (const char* e = std::getenv("LOOM_GEMM_BBYTES")) g.b_block_bytes = std::atoll(e);
     if (const char* e = std::getenv("LOOM_GEMM_NC")) g.nc = std::atoll(e) / g.nr * g.nr;
     return g;
   }();
