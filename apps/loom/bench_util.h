@@ -40,18 +40,22 @@ struct Timing {
   }
 };
 
-// Measures every contender `repeats` times, one contender after the other. Peers built on
-// OpenMP or OpenBLAS's own pool leave their worker threads spinning for a while after a
-// call; on a 2-core machine those spinners would steal the next contender's cores, so each
-// contender starts after a pause that lets them go to sleep.
+// Measures every contender `repeats` times, round-robin: repeat r of every contender runs
+// before repeat r + 1 of any, so a slow phase of this shared VM (they last seconds to
+// minutes) lands on all contenders alike instead of on whichever ran during it. Peers built
+// on OpenMP or OpenBLAS's own pool leave their worker threads spinning after a call
+// (OpenBLAS: 2^28 cycles, ~80 ms here); on a 2-core machine those spinners would steal the
+// next contender's cores, so every contender's batch starts after a pause that lets them
+// go to sleep.
 inline std::vector<Timing> time_each(const std::vector<std::function<void()>>& fns, int repeats) {
   std::vector<Timing> out(fns.size());
-  for (size_t i = 0; i < fns.size(); ++i) {
-    if (!fns[i]) continue;
-    std::this_thread::sleep_for(std::chrono::milliseconds(150));
-    fns[i]();  // warm-up: packing buffers, first-touch pages, JIT
-    for (int r = 0; r < repeats; ++r) out[i].samples.push_back(time_batch(fns[i]));
-  }
+  for (int r = 0; r < repeats; ++r)
+    for (size_t i = 0; i < fns.size(); ++i) {
+      if (!fns[i]) continue;
+      std::this_thread::sleep_for(std::chrono::milliseconds(fns.size() > 1 || r == 0 ? 120 : 0));
+      if (r == 0) fns[i]();  // warm-up: packing buffers, first-touch pages, JIT
+      out[i].samples.push_back(time_batch(fns[i]));
+    }
   return out;
 }
 

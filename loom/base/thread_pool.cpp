@@ -1,6 +1,8 @@
 #include "loom/base/thread_pool.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <string>
@@ -13,6 +15,16 @@ namespace loom {
 namespace {
 
 thread_local bool t_in_parallel = false;
+// The pool and slot of the running thread while it works for a pool (slot 0: the caller).
+thread_local ThreadPool* t_pool = nullptr;
+thread_local int t_slot = -1;
+
+struct SlotGuard {
+  ThreadPool* saved_pool;
+  int saved_slot;
+  SlotGuard(ThreadPool* pool, int slot) : saved_pool(t_pool), saved_slot(t_slot) { t_pool = pool, t_slot = slot; }
+  ~SlotGuard() { t_pool = saved_pool, t_slot = saved_slot; }
+};
 
 struct RegionGuard {
   bool saved;
@@ -33,8 +45,9 @@ constexpr auto kSpin = std::chrono::microseconds(50);
 
 ThreadPool::ThreadPool(int num_threads) {
   LOOM_CHECK(num_threads >= 1, "ThreadPool: num_threads must be >= 1, got {}", num_threads);
+  slots_ = std::make_unique<Slot[]>(static_cast<size_t>(num_threads));
   for (int i = 1; i < num_threads; ++i) {
-    workers_.emplace_back([this] { worker_loop(); });
+    workers_.emplace_back([this, i] { worker_loop(i); });
     // Named for profilers (the sampler's flame graphs, top, perf) before the constructor
     // returns, so a profiler armed right after sees the name, not the process's.
     pthread_setname_np(workers_.back().native_handle(), ("loom-pool-" + std::to_string(i)).c_str());
@@ -48,8 +61,57 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
+// Two threads of a team that share one CPU ping-pong -- one spins or sleeps in a barrier
+// while the other runs, or the caller claims every task before the worker gets the CPU --
+// and as they are never runnable at the same time, the scheduler's load balancer never
+// separates them. It happens when a sleeping thread is woken: the wake-affine placement
+// puts it on its waker's CPU, and where the CPUs share no last-level cache in the kernel's
+// view (this VM's two vCPUs) nothing moves it to the idle one. Here a 2-thread 128^3 GEMM
+// then took 306 us instead of 15 and 512^3 ran at one thread's speed, for whole 20 ms
+// batches after an idle pause (docs/performance.md, 2026-11-28 third session). So a
+// dispatch narrows each sleeping worker's CPU mask to exclude its own CPU before waking it
+// (the worker restores its mask once awake: no pinning), and a thread woken from a wait
+// that finds itself on a teammate's CPU moves off it the same way.
+void ThreadPool::steer_sleepers(int caller_cpu) {
+  if (caller_cpu < 0 || caller_cpu >= CPU_SETSIZE) return;
+  for (int i = 1; i < size(); ++i) {
+    Slot& w = slots_[i];
+    const int tid = w.tid.load(std::memory_order_acquire);
+    if (!w.asleep.load(std::memory_order_acquire) || tid == 0 || w.narrowed.load(std::memory_order_relaxed)) continue;
+    if (sched_getaffinity(tid, sizeof(w.mask), &w.mask) != 0 || !CPU_ISSET(caller_cpu, &w.mask) ||
+        CPU_COUNT(&w.mask) < 2)
+      continue;
+    cpu_set_t others = w.mask;
+    CPU_CLR(caller_cpu, &others);
+    if (sched_setaffinity(tid, sizeof(others), &others) == 0) w.narrowed.store(true, std::memory_order_release);
+  }
+}
+
+void ThreadPool::spread_after_wake() {
+  if (t_slot < 0) return;
+  const int cpu = sched_getcpu();
+  if (cpu < 0) return;
+  const int n = size();
+  bool shared = false;
+  for (int j = 0; j < n; ++j) shared |= j != t_slot && slots_[j].cpu.load(std::memory_order_relaxed) == cpu;
+  if (shared) {
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) {
+      cpu_set_t free = allowed;
+      for (int j = 0; j < n; ++j) {
+        const int c = slots_[j].cpu.load(std::memory_order_relaxed);
+        if (j != t_slot && c >= 0 && c < CPU_SETSIZE) CPU_CLR(c, &free);
+      }
+      if (CPU_COUNT(&free) > 0 && sched_setaffinity(0, sizeof(free), &free) == 0)
+        sched_setaffinity(0, sizeof(allowed), &allowed);
+    }
+  }
+  slots_[t_slot].cpu.store(sched_getcpu(), std::memory_order_relaxed);
+}
+
 void ThreadPool::work_on(uint32_t gen) {
   RegionGuard guard;
+  slots_[t_slot].cpu.store(sched_getcpu(), std::memory_order_relaxed);
   for (;;) {
     uint64_t v = claim_.load(std::memory_order_acquire);
     if (static_cast<uint32_t>(v >> 32) != gen) break;
@@ -69,20 +131,32 @@ void ThreadPool::work_on(uint32_t gen) {
   }
 }
 
-void ThreadPool::worker_loop() {
+void ThreadPool::worker_loop(int slot) {
+  SlotGuard slot_guard(this, slot);
+  Slot& me = slots_[slot];
+  me.tid.store(static_cast<int>(gettid()), std::memory_order_release);
   uint64_t seen = 0;
   for (;;) {
     auto start = std::chrono::steady_clock::now();
     uint64_t gen;
     int spins = 0;
+    bool slept = false;
     while ((gen = generation_.load(std::memory_order_acquire)) == seen) {
       cpu_relax();
       if (++spins % 256 == 0 && std::chrono::steady_clock::now() - start > kSpin) {
+        me.asleep.store(true, std::memory_order_release);
         generation_.wait(seen, std::memory_order_acquire);
+        me.asleep.store(false, std::memory_order_release);
+        slept = true;
       }
     }
     seen = gen;
     if (stop_.load()) return;
+    if (me.narrowed.load(std::memory_order_acquire)) {
+      sched_setaffinity(0, sizeof(me.mask), &me.mask);  // awake off the caller's CPU: free again
+      me.narrowed.store(false, std::memory_order_release);
+    }
+    if (slept) spread_after_wake();
     work_on(static_cast<uint32_t>(gen));
   }
 }
@@ -111,12 +185,14 @@ void ThreadPool::dispatch_for_request(int num_tasks, const std::function<void(in
 }
 
 void ThreadPool::dispatch(int num_tasks, const std::function<void(int)>& fn) {
+  SlotGuard slot_guard(this, 0);
   error_ = nullptr;
   const uint32_t gen = static_cast<uint32_t>(generation_.load(std::memory_order_relaxed) + 1);
   job_.store(&fn, std::memory_order_release);
   num_tasks_.store(num_tasks, std::memory_order_release);
   done_tasks_.store(0, std::memory_order_release);
   claim_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
+  steer_sleepers(sched_getcpu());
   generation_.fetch_add(1, std::memory_order_acq_rel);
   generation_.notify_all();
   work_on(gen);
@@ -127,6 +203,7 @@ void ThreadPool::dispatch(int num_tasks, const std::function<void(int)>& fn) {
       cpu_relax();
     } else {
       done_tasks_.wait(done, std::memory_order_acquire);
+      spread_after_wake();
     }
   }
   if (error_) std::rethrow_exception(error_);
@@ -162,6 +239,7 @@ void SpinBarrier::arrive_and_wait() {
     cpu_relax();
   }
   while (phase_.load(std::memory_order_acquire) == phase) phase_.wait(phase, std::memory_order_acquire);
+  if (t_pool) t_pool->spread_after_wake();
 }
 
 namespace {

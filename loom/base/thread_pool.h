@@ -7,6 +7,8 @@
 // another thread holds the pool, runs inline on the caller (no nesting, no deadlock).
 #pragma once
 
+#include <sched.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -39,7 +41,13 @@ class ThreadPool {
   bool try_run_team(int team, const std::function<void(int)>& fn);
 
  private:
-  void worker_loop();
+  friend class SpinBarrier;
+  void worker_loop(int slot);
+  // After a thread of this pool slept and was woken: if it now shares a CPU with a teammate,
+  // it moves to a free one (see thread_pool.cpp).
+  void spread_after_wake();
+  // Before a dispatch wakes sleeping workers: keeps them off the dispatcher's CPU.
+  void steer_sleepers(int caller_cpu);
   void dispatch(int num_tasks, const std::function<void(int)>& fn);  // run_mutex_ held
   void dispatch_for_request(int num_tasks, const std::function<void(int)>& fn);
   void work_on(uint32_t gen);
@@ -54,6 +62,17 @@ class ThreadPool {
   std::atomic<int> num_tasks_{0};
   std::atomic<const std::function<void(int)>*> job_{nullptr};
   std::atomic<bool> stop_{false};
+  // Per thread (slot 0: the dispatching caller, i: worker i): where it last ran a job, and
+  // for workers whether it sleeps and whether a dispatch narrowed its CPU mask to wake it
+  // (see thread_pool.cpp).
+  struct Slot {
+    std::atomic<int> cpu{-1};
+    std::atomic<int> tid{0};
+    std::atomic<bool> asleep{false};
+    std::atomic<bool> narrowed{false};
+    cpu_set_t mask;  // its mask before narrowing (written by the dispatcher, read after the wake)
+  };
+  std::unique_ptr<Slot[]> slots_;
   std::mutex error_mutex_;
   std::exception_ptr error_;
 };

@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <sched.h>
+
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "loom/base/error.h"
@@ -61,6 +65,28 @@ TEST(ThreadPool, ManyShortJobsDoNotLoseTasks) {
     std::atomic<int> n{0};
     parallel_for(0, 2, 1, [&](int64_t lo, int64_t hi) { n += static_cast<int>(hi - lo); });
     ASSERT_EQ(n.load(), 2);
+  }
+}
+
+// A dispatch narrows a sleeping worker's CPU mask to keep it off the caller's CPU while it
+// wakes (thread_pool.cpp); the worker must be back on its full mask when it runs a task,
+// or the pool would end up pinned. Each round lets the worker fall asleep first.
+TEST(ThreadPool, WokenWorkersKeepTheirCpuMask) {
+  set_num_threads(2);
+  cpu_set_t process;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(process), &process), 0);
+  const int allowed = CPU_COUNT(&process);
+  for (int rep = 0; rep < 20; ++rep) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // > the workers' 50 us spin
+    std::atomic<int> counts[2] = {-1, -1};
+    SpinBarrier both(2);  // task 1 then runs on the worker, not on the caller after task 0
+    ASSERT_TRUE(global_pool().try_run_team(2, [&](int tid) {
+      both.arrive_and_wait();
+      cpu_set_t mine;
+      if (sched_getaffinity(0, sizeof(mine), &mine) == 0) counts[tid] = CPU_COUNT(&mine);
+    }));
+    EXPECT_EQ(counts[0].load(), allowed);
+    EXPECT_EQ(counts[1].load(), allowed) << "round " << rep;
   }
 }
 
