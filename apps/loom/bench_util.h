@@ -45,15 +45,18 @@ struct Timing {
 // minutes) lands on all contenders alike instead of on whichever ran during it. Peers built
 // on OpenMP or OpenBLAS's own pool leave their worker threads spinning after a call
 // (OpenBLAS: 2^28 cycles, ~80 ms here); on a 2-core machine those spinners would steal the
-// next contender's cores, so every contender's batch starts after a pause that lets them
-// go to sleep.
+// next contender's cores, so every contender's turn starts after a pause that lets them
+// go to sleep, and then an untimed batch: its own threads wake and settle on their CPUs
+// (after a sleep they may start out sharing one) and its buffers are warm.
 inline std::vector<Timing> time_each(const std::vector<std::function<void()>>& fns, int repeats) {
   std::vector<Timing> out(fns.size());
   for (int r = 0; r < repeats; ++r)
     for (size_t i = 0; i < fns.size(); ++i) {
       if (!fns[i]) continue;
-      std::this_thread::sleep_for(std::chrono::milliseconds(fns.size() > 1 || r == 0 ? 120 : 0));
-      if (r == 0) fns[i]();  // warm-up: packing buffers, first-touch pages, JIT
+      if (fns.size() > 1 || r == 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(120));
+        time_batch(fns[i]);  // warm-up: threads, packing buffers, first-touch pages, JIT
+      }
       out[i].samples.push_back(time_batch(fns[i]));
     }
   return out;
