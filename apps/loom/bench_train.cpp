@@ -2,8 +2,8 @@
 // 256, 1 and 2 threads) and inference samples/s at batch 1 and 256, against PyTorch run in
 // the same command (tools/bench_train_torch.py through /usr/bin/python3), both as a user gets
 // it by default and at its best here: the best of several environments that keep glibc from
-// returning memory to the OS (page faults cost ~12 us each on this machine) and stop idle
-// OpenMP threads from spinning.
+// returning memory to the OS (page faults cost ~12 us each on this machine), stop idle
+// OpenMP threads from spinning or bind them to CPUs.
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -101,10 +101,14 @@ int run_bench_train(const BenchCommon& o, const std::string& script, int steps, 
     a = b + 1;
   }
   const std::string default_env = "-u GLIBC_TUNABLES -u OMP_WAIT_POLICY";
+  // The third binds OpenMP's threads to CPUs: on this VM a woken thread tends to land on its
+  // waker's CPU (docs/tensor.md, "Threads"), and bound, PyTorch's 2-thread inference ran
+  // 2.4k instead of 0.7-0.95k samples/s (cnn, batch 1) in one slow phase.
   const std::vector<std::string> best_envs = {
       "GLIBC_TUNABLES=glibc.malloc.mmap_max=0",
       "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295 "
-      "OMP_WAIT_POLICY=PASSIVE"};
+      "OMP_WAIT_POLICY=PASSIVE",
+      "GLIBC_TUNABLES=glibc.malloc.mmap_max=0 OMP_PROC_BIND=true"};
   std::printf("%-5s %5s %3s %12s %14s %14s %8s %8s\n", "model", "batch", "thr", "loom_train/s", "torch_default/s",
               "torch_best/s", "vs_best", "vs_def");
   nlohmann::json records = nlohmann::json::array();
