@@ -326,31 +326,27 @@ std::vector<Row> measure_local(const CommBenchOptions& o) {
   return rows;
 }
 
-// Keeps, per size, the faster of the rows so far and a new sweep's (wrong elements add up).
+// Keeps in *best the faster of it and a later sweep's row of the same size (wrong elements
+// add up).
+void keep_faster(Row* best, const Row& later) {
+  const long wrong = best->wrong + later.wrong;
+  if (later.us_min < best->us_min) *best = later;
+  best->wrong = wrong;
+}
+
+// Merges a new sweep into the rows so far, size by size.
 void merge_best(std::vector<Row>* best, const std::vector<Row>& sweep) {
   if (best->empty()) {
     *best = sweep;
     return;
   }
-  for (size_t i = 0; i < best->size() && i < sweep.size(); ++i) {
-    Row& b = (*best)[i];
-    const Row& s = sweep[i];
-    b.wrong += s.wrong;
-    if (s.us_min < b.us_min) {
-      const long wrong = b.wrong;
-      b = s;
-      b.wrong = wrong;
-    }
-  }
+  for (size_t i = 0; i < best->size() && i < sweep.size(); ++i) keep_faster(&(*best)[i], sweep[i]);
 }
 
 void merge_best(std::map<size_t, Row>* best, const std::map<size_t, Row>& sweep) {
   for (const auto& [bytes, s] : sweep) {
     auto [it, fresh] = best->emplace(bytes, s);
-    if (fresh) continue;
-    const long wrong = it->second.wrong + s.wrong;
-    if (s.us_min < it->second.us_min) it->second = s;
-    it->second.wrong = wrong;
+    if (!fresh) keep_faster(&it->second, s);
   }
 }
 

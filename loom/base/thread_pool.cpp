@@ -72,18 +72,35 @@ ThreadPool::~ThreadPool() {
 // dispatch narrows each sleeping worker's CPU mask to exclude its own CPU before waking it
 // (the worker restores its mask once awake: no pinning), and a thread woken from a wait
 // that finds itself on a teammate's CPU moves off it the same way.
+namespace {
+
+// Sets thread `tid`'s CPU mask to `mask` without the CPUs in `drop` (0: the caller); false
+// when that leaves no CPU or the call fails.
+bool set_mask_without(pid_t tid, const cpu_set_t& mask, const cpu_set_t& drop) {
+  cpu_set_t kept;
+  CPU_XOR(&kept, &mask, &drop);
+  CPU_AND(&kept, &kept, &mask);
+  return CPU_COUNT(&kept) > 0 && sched_setaffinity(tid, sizeof(kept), &kept) == 0;
+}
+
+cpu_set_t one_cpu(int cpu) {
+  cpu_set_t s;
+  CPU_ZERO(&s);
+  if (cpu >= 0 && cpu < CPU_SETSIZE) CPU_SET(cpu, &s);
+  return s;
+}
+
+}  // namespace
+
 void ThreadPool::steer_sleepers(int caller_cpu) {
   if (caller_cpu < 0 || caller_cpu >= CPU_SETSIZE) return;
+  const cpu_set_t caller = one_cpu(caller_cpu);
   for (int i = 1; i < size(); ++i) {
     Slot& w = slots_[i];
     const int tid = w.tid.load(std::memory_order_acquire);
     if (!w.asleep.load(std::memory_order_acquire) || tid == 0 || w.narrowed.load(std::memory_order_relaxed)) continue;
-    if (sched_getaffinity(tid, sizeof(w.mask), &w.mask) != 0 || !CPU_ISSET(caller_cpu, &w.mask) ||
-        CPU_COUNT(&w.mask) < 2)
-      continue;
-    cpu_set_t others = w.mask;
-    CPU_CLR(caller_cpu, &others);
-    if (sched_setaffinity(tid, sizeof(others), &others) == 0) w.narrowed.store(true, std::memory_order_release);
+    if (sched_getaffinity(tid, sizeof(w.mask), &w.mask) != 0 || !CPU_ISSET(caller_cpu, &w.mask)) continue;
+    if (set_mask_without(tid, w.mask, caller)) w.narrowed.store(true, std::memory_order_release);
   }
 }
 
@@ -91,21 +108,16 @@ void ThreadPool::spread_after_wake() {
   if (t_slot < 0) return;
   const int cpu = sched_getcpu();
   if (cpu < 0) return;
-  const int n = size();
-  bool shared = false;
-  for (int j = 0; j < n; ++j) shared |= j != t_slot && slots_[j].cpu.load(std::memory_order_relaxed) == cpu;
-  if (shared) {
-    cpu_set_t allowed;
-    if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) {
-      cpu_set_t free = allowed;
-      for (int j = 0; j < n; ++j) {
-        const int c = slots_[j].cpu.load(std::memory_order_relaxed);
-        if (j != t_slot && c >= 0 && c < CPU_SETSIZE) CPU_CLR(c, &free);
-      }
-      if (CPU_COUNT(&free) > 0 && sched_setaffinity(0, sizeof(free), &free) == 0)
-        sched_setaffinity(0, sizeof(allowed), &allowed);
-    }
+  cpu_set_t teammates;  // the CPUs the others last ran on
+  CPU_ZERO(&teammates);
+  for (int j = 0; j < size(); ++j) {
+    const int c = slots_[j].cpu.load(std::memory_order_relaxed);
+    if (j != t_slot && c >= 0 && c < CPU_SETSIZE) CPU_SET(c, &teammates);
   }
+  cpu_set_t allowed;
+  if (CPU_ISSET(cpu, &teammates) && sched_getaffinity(0, sizeof(allowed), &allowed) == 0 &&
+      set_mask_without(0, allowed, teammates))
+    sched_setaffinity(0, sizeof(allowed), &allowed);  // moved: free again
   slots_[t_slot].cpu.store(sched_getcpu(), std::memory_order_relaxed);
 }
 

@@ -84,9 +84,11 @@ int64_t even_block(int64_t total, int64_t cap, int64_t align) {
   return std::min<int64_t>(size, (total + align - 1) / align * align);
 }
 
-// How many units of `unit_floats` floats fit in `bytes` (at least one).
-int64_t budget_count(int64_t bytes, int64_t unit_floats) {
-  return std::max<int64_t>(1, bytes / (unit_floats * int64_t{sizeof(float)}));
+// `cap`, lowered where needed so that cap / align units of `unit_floats` floats fit in
+// `budget` bytes (at least one unit; budget 0: no limit).
+int64_t within_budget(int64_t cap, int64_t budget, int64_t unit_floats, int64_t align) {
+  if (budget <= 0) return cap;
+  return std::min<int64_t>(cap, std::max<int64_t>(1, budget / (unit_floats * int64_t{sizeof(float)})) * align);
 }
 
 // Packs A[ic:ic+mc, pc:pc+kc] into MR-row micro-panels, k-major: row k of a panel holds its
@@ -308,14 +310,10 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
   const int64_t kc_max = even_block(K, g.kc, 8);
   // Row blocks of at most MC rows, fewer when a deep K block would push the packed A block
   // out of L2 (KC 768: 224 rows).
-  int64_t mc_max = g.mc;
-  if (g.a_block_bytes > 0)
-    mc_max = std::min<int64_t>(mc_max, budget_count(g.a_block_bytes, kc_max * g.as) * g.mr);
+  const int64_t mc_max = within_budget(g.mc, g.a_block_bytes, kc_max * g.as, g.mr);
   // Column blocks of at most NC columns and b_block_bytes of packed B, in even parts
   // (3072 columns at KC 768: 1536 + 1536).
-  int64_t nc_cap = g.nc;
-  if (g.b_block_bytes > 0) nc_cap = std::min<int64_t>(nc_cap, budget_count(g.b_block_bytes, kc_max * g.nr) * g.nr);
-  const int64_t nc_max = even_block(N, nc_cap, g.nr);
+  const int64_t nc_max = even_block(N, within_budget(g.nc, g.b_block_bytes, kc_max * g.nr, g.nr), g.nr);
   // Direct mode: with few rows, each B panel is used by only a handful of micro-tiles, so
   // packing it (a full read and write of B) costs more than it saves; the kernel then reads
   // row-major B in place. Otherwise the shared packed B block lives in the caller's scratch.

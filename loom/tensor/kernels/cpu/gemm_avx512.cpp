@@ -50,9 +50,9 @@ const GemmKernel* sgemm_kernel_avx512() {
     g.b_block_bytes = 6 << 20;
     if (const char* e = std::getenv("LOOM_GEMM_KC")) g.kc = std::atoll(e);
     if (const char* e = std::getenv("LOOM_GEMM_MC")) g.mc = std::atoll(e) / g.mr * g.mr;
+    if (const char* e = std::getenv("LOOM_GEMM_NC")) g.nc = std::atoll(e) / g.nr * g.nr;
     if (const char* e = std::getenv("LOOM_GEMM_ABYTES")) g.a_block_bytes = std::atoll(e);
     if (const char* e = std::getenv("LOOM_GEMM_BBYTES")) g.b_block_bytes = std::atoll(e);
-    if (const char* e = std::getenv("LOOM_GEMM_NC")) g.nc = std::atoll(e) / g.nr * g.nr;
     return g;
   }();
   return &k;
