@@ -236,9 +236,13 @@ void row_tile(int64_t R, const float* w, int64_t ws, const float* x, const RowVe
     LOOM_UNROLL
     for (int v = 0; v < NV; ++v) {
       float* dst = y + j * ldy + rv[v].out;
-      _mm512_mask_storeu_ps(dst, rv[v].mask, acc[j][v]);
+      // A masked store costs more than a plain one even with every lane set (4 images in
+      // cache, 1 thread: 0.0235 -> 0.0219 ms with plain stores for whole vectors).
+      if (rv[v].mask == 0xFFFF) _mm512_storeu_ps(dst, acc[j][v]);
+      else _mm512_mask_storeu_ps(dst, rv[v].mask, acc[j][v]);
       // The same spot of the next image's output, fetched for writing well ahead: output
-      // rows are short streams that the hardware prefetcher does not pick up in time.
+      // rows are short streams that the hardware prefetcher does not pick up in time. A
+      // PREFETCHW (-mprfchw): batch 64 / 256 on 2 threads 8-11% faster than a read prefetch.
       if (pf > 0) __builtin_prefetch(dst + pf, 1, 2);
     }
 }
