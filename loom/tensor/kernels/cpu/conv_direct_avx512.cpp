@@ -405,6 +405,7 @@ struct RowGeom {
   int64_t size;                             // floats of the image buffer
   std::vector<RowVec> rv;
   std::vector<int64_t> taps;
+  std::vector<__mmask16> lanes_kept;  // flat: per kernel column, per vector of a plane: lanes kept
 
   static bool flat_applies(const ConvDims& d) {
     return d.sh == 1 && d.sw == 1 && d.OW == d.W && d.pw < d.W && (d.KW - 1) * d.dw - d.pw < d.W;
@@ -425,6 +426,17 @@ struct RowGeom {
     size = d.KW * copy;
     for (int64_t p = 0; p < pl.L; p += 16)
       rv.push_back({p, p, static_cast<__mmask16>(pl.L - p >= 16 ? 0xFFFF : (1u << (pl.L - p)) - 1)});
+    const int64_t HW = d.H * d.W, nv = (HW + 15) / 16;
+    lanes_kept.assign(static_cast<size_t>(d.KW * nv), 0xFFFF);
+    for (int64_t kw = 0; kw < d.KW; ++kw) {
+      const int64_t dx = kw * d.dw - d.pw;
+      const int64_t lo = std::max<int64_t>(0, dx), hi = std::min(d.W, d.W + dx);  // columns kept
+      auto clear = [&](int64_t q) { lanes_kept[static_cast<size_t>(kw * nv + q / 16)] &= static_cast<__mmask16>(~(1u << (q % 16))); };
+      for (int64_t h = 0; h < d.H; ++h) {
+        for (int64_t col = 0; col < lo; ++col) clear(h * d.W + col);
+        for (int64_t col = hi; col < d.W; ++col) clear(h * d.W + col);
+      }
+    }
     taps.resize(static_cast<size_t>(pl.CKK));
     for (int64_t c = 0; c < pl.Cg; ++c)
       for (int64_t kh = 0; kh < d.KH; ++kh)
@@ -437,29 +449,36 @@ struct RowGeom {
   void fill(const ConvDims& d, const Plan& pl, const float* x, int64_t n, int64_t gi, float* dst) const {
     if (!flat) return pl.copy_padded(d, x, n, gi, dst, kRowSlack);
     const float* src = x + (n * d.C + gi * pl.Cg) * d.H * d.W;
-    const size_t pad_rows = sizeof(float) * static_cast<size_t>(d.ph * d.W);
+    const int64_t HW = d.H * d.W, pad = d.ph * d.W;
+    const int64_t nv = (HW + 15) / 16;
     for (int64_t kw = 0; kw < d.KW; ++kw) {
-      const int64_t dx = kw * d.dw - d.pw;
-      const int64_t lo = std::max<int64_t>(0, dx), hi = std::min(d.W, d.W + dx);  // columns kept
+      // Each copy is one contiguous run: zeros, then per plane its H x W pixels between pad
+      // rows, then zeros. The planes are copied flat in whole vectors, the wrap columns
+      // cleared in registers by a precomputed mask per vector (row-by-row masked moves and
+      // memset calls: fill and its caller's loop 10-12% of the 1 -> 32 forward's samples, now 8%).
       float* base = dst + kw * copy;
-      std::memset(base, 0, sizeof(float) * static_cast<size_t>(front));
+      const __mmask16* keep = lanes_kept.data() + kw * nv;
+      zero_floats(base, front + pad);
       for (int64_t c = 0; c < pl.Cg; ++c) {
-        float* plane = base + front + c * fplane;
-        std::memset(plane, 0, pad_rows);
-        std::memset(plane + (d.ph + d.H) * d.W, 0, pad_rows);
-        // Whole rows by masked vector moves (zeros in the wrap columns), not memcpy calls.
-        for (int64_t c0 = 0; c0 < d.W; c0 += 16) {
-          const int64_t e = std::min<int64_t>(16, d.W - c0);
-          const __mmask16 row = static_cast<__mmask16>((1u << e) - 1);
-          const int64_t klo = std::clamp<int64_t>(lo - c0, 0, 16), khi = std::clamp<int64_t>(hi - c0, 0, 16);
-          const __mmask16 keep = static_cast<__mmask16>(((1u << khi) - 1) & ~((1u << klo) - 1));
-          const float* s = src + c * d.H * d.W + c0;
-          float* t = plane + d.ph * d.W + c0;
-          for (int64_t h = 0; h < d.H; ++h) _mm512_mask_storeu_ps(t + h * d.W, row, _mm512_maskz_loadu_ps(keep, s + h * d.W));
+        float* plane = base + front + c * fplane + pad;
+        const float* s = src + c * HW;
+        if (nv > 0) {  // (none: H or W zero, the plane is all padding)
+          for (int64_t v = 0; v + 1 < nv; ++v)
+            _mm512_storeu_ps(plane + 16 * v, _mm512_maskz_mov_ps(keep[v], _mm512_loadu_ps(s + 16 * v)));
+          const int64_t last = 16 * (nv - 1);
+          const __mmask16 tail = static_cast<__mmask16>((1u << (HW - last)) - 1);  // 1..16 lanes
+          _mm512_mask_storeu_ps(plane + last, tail, _mm512_maskz_loadu_ps(keep[nv - 1] & tail, s + last));
         }
+        zero_floats(plane + HW, c + 1 < pl.Cg ? 2 * pad : copy - front - c * fplane - pad - HW);
       }
-      std::memset(base + front + pl.Cg * fplane, 0, sizeof(float) * static_cast<size_t>(copy - front - pl.Cg * fplane));
     }
+  }
+
+ private:
+  static void zero_floats(float* p, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(p + i, _mm512_setzero_ps());
+    if (i < n) _mm512_mask_storeu_ps(p + i, static_cast<__mmask16>((1u << (n - i)) - 1), _mm512_setzero_ps());
   }
 };
 
