@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <cstdlib>
@@ -46,6 +47,16 @@ constexpr auto kSpin = std::chrono::microseconds(50);
 ThreadPool::ThreadPool(int num_threads) {
   LOOM_CHECK(num_threads >= 1, "ThreadPool: num_threads must be >= 1, got {}", num_threads);
   slots_ = std::make_unique<Slot[]>(static_cast<size_t>(num_threads));
+  blocks_ = std::make_unique<Block[]>(static_cast<size_t>(num_threads));
+  cpu_rank_.assign(CPU_SETSIZE, 0);
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) {
+    int16_t rank = 0;
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &allowed)) cpu_rank_[static_cast<size_t>(c)] = rank++;
+  } else {
+    for (int c = 0; c < CPU_SETSIZE; ++c) cpu_rank_[static_cast<size_t>(c)] = static_cast<int16_t>(c);
+  }
   for (int i = 1; i < num_threads; ++i) {
     workers_.emplace_back([this, i] { worker_loop(i); });
     // Named for profilers (the sampler's flame graphs, top, perf) before the constructor
@@ -121,26 +132,47 @@ void ThreadPool::spread_after_wake() {
   slots_[t_slot].cpu.store(sched_getcpu(), std::memory_order_relaxed);
 }
 
+namespace {
+constexpr uint64_t kTaskBits = 20, kTaskMask = (uint64_t{1} << kTaskBits) - 1;
+constexpr uint64_t pack_block(uint32_t gen, uint64_t front, uint64_t back) {
+  return (static_cast<uint64_t>(gen & 0xffffffu) << (2 * kTaskBits)) | (front << kTaskBits) | back;
+}
+}  // namespace
+
+int ThreadPool::take(int b, uint32_t gen, bool front) {
+  std::atomic<uint64_t>& word = blocks_[b].v;
+  uint64_t v = word.load(std::memory_order_acquire);
+  for (;;) {
+    if (static_cast<uint32_t>(v >> (2 * kTaskBits)) != (gen & 0xffffffu)) return -1;
+    const uint64_t f = (v >> kTaskBits) & kTaskMask, k = v & kTaskMask;
+    if (f >= k) return -1;
+    const uint64_t next = front ? pack_block(gen, f + 1, k) : pack_block(gen, f, k - 1);
+    if (word.compare_exchange_weak(v, next, std::memory_order_acq_rel, std::memory_order_acquire))
+      return static_cast<int>(front ? f : k - 1);
+  }
+}
+
+void ThreadPool::run_task(int i, int n) {
+  try {
+    (*job_.load(std::memory_order_acquire))(i);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(error_mutex_);
+    if (!error_) error_ = std::current_exception();
+  }
+  if (done_tasks_.fetch_add(1, std::memory_order_acq_rel) + 1 == n) done_tasks_.notify_all();
+}
+
 void ThreadPool::work_on(uint32_t gen) {
   RegionGuard guard;
-  slots_[t_slot].cpu.store(sched_getcpu(), std::memory_order_relaxed);
-  for (;;) {
-    uint64_t v = claim_.load(std::memory_order_acquire);
-    if (static_cast<uint32_t>(v >> 32) != gen) break;
-    int i = static_cast<int>(v & 0xffffffffu);
-    int n = num_tasks_.load(std::memory_order_acquire);
-    if (i >= n) break;
-    if (!claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) continue;
-    try {
-      (*job_.load(std::memory_order_acquire))(i);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mutex_);
-      if (!error_) error_ = std::current_exception();
-    }
-    if (done_tasks_.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
-      done_tasks_.notify_all();
-    }
-  }
+  const int cpu = sched_getcpu();
+  slots_[t_slot].cpu.store(cpu, std::memory_order_relaxed);
+  const int blocks = num_blocks_.load(std::memory_order_acquire);
+  const int n = num_tasks_.load(std::memory_order_acquire);
+  if (blocks <= 0) return;
+  const int home = (cpu >= 0 && cpu < CPU_SETSIZE ? cpu_rank_[static_cast<size_t>(cpu)] : t_slot) % blocks;
+  for (int i; (i = take(home, gen, true)) >= 0;) run_task(i, n);
+  for (int k = 1; k < blocks; ++k)
+    for (int i; (i = take((home + k) % blocks, gen, false)) >= 0;) run_task(i, n);
 }
 
 void ThreadPool::worker_loop(int slot) {
@@ -175,6 +207,7 @@ void ThreadPool::worker_loop(int slot) {
 
 void ThreadPool::run(int num_tasks, const std::function<void(int)>& fn) {
   if (num_tasks <= 0) return;
+  LOOM_CHECK(static_cast<uint64_t>(num_tasks) <= kTaskMask, "ThreadPool::run: {} tasks, at most {}", num_tasks, kTaskMask);
   std::unique_lock<std::mutex> lock(run_mutex_, std::try_to_lock);
   if (!lock.owns_lock() || workers_.empty() || t_in_parallel) {
     RegionGuard guard;
@@ -203,7 +236,12 @@ void ThreadPool::dispatch(int num_tasks, const std::function<void(int)>& fn) {
   job_.store(&fn, std::memory_order_release);
   num_tasks_.store(num_tasks, std::memory_order_release);
   done_tasks_.store(0, std::memory_order_release);
-  claim_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
+  const int blocks = std::min(num_tasks, size());
+  for (int b = 0; b < blocks; ++b) {
+    const uint64_t lo = static_cast<uint64_t>(num_tasks) * b / blocks, hi = static_cast<uint64_t>(num_tasks) * (b + 1) / blocks;
+    blocks_[b].v.store(pack_block(gen, lo, hi), std::memory_order_release);
+  }
+  num_blocks_.store(blocks, std::memory_order_release);
   steer_sleepers(sched_getcpu());
   generation_.fetch_add(1, std::memory_order_acq_rel);
   generation_.notify_all();

@@ -51,13 +51,26 @@ class ThreadPool {
   void dispatch(int num_tasks, const std::function<void(int)>& fn);  // run_mutex_ held
   void dispatch_for_request(int num_tasks, const std::function<void(int)>& fn);
   void work_on(uint32_t gen);
+  void run_task(int i, int n);
+  // Claims the first (front) or last task left in block b of job `gen`; -1 when none.
+  int take(int b, uint32_t gen, bool front);
 
   std::vector<std::thread> workers_;
   std::mutex run_mutex_;
   std::atomic<uint64_t> generation_{0};
-  // (generation << 32) | next task index: a worker that wakes late for an old job can never
-  // claim a task of a newer one, because its compare-and-swap sees the new generation.
-  std::atomic<uint64_t> claim_{0};
+  // A job's tasks in contiguous blocks, one per thread (at most), each block the home of the
+  // CPUs of one rank (cpu_rank_): a thread takes its CPU's block from the front, then takes
+  // what is left of the others from their backs. So task i runs on the same CPU call after
+  // call (its data stays in that core's caches) unless that CPU falls behind. Each block is
+  // one word, (generation << 40) | (front << 20) | back: a worker that wakes late for an old
+  // job can never claim a task of a newer one, because its compare-and-swap sees the new
+  // generation.
+  struct alignas(64) Block {
+    std::atomic<uint64_t> v{0};
+  };
+  std::unique_ptr<Block[]> blocks_;
+  std::atomic<int> num_blocks_{0};
+  std::vector<int16_t> cpu_rank_;  // per CPU number: its rank among the CPUs this process may use
   std::atomic<int> done_tasks_{0};
   std::atomic<int> num_tasks_{0};
   std::atomic<const std::function<void(int)>*> job_{nullptr};
@@ -116,6 +129,21 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& fn) {
     if (lo < hi) fn(lo, hi);
   };
   global_pool().run(static_cast<int>(chunks), task);
+}
+
+// Runs fn(i) for every i in [0, tasks), each task claimed by whichever thread of the pool is
+// free, so a thread that runs slower (a vCPU shared with a busy neighbour) ends up with fewer
+// tasks; parallel_for's one fixed chunk per thread waits for the slowest. What a task does
+// must not depend on which thread runs it.
+template <typename F>
+void parallel_tasks(int64_t tasks, F&& fn) {
+  if (tasks <= 0) return;
+  if (tasks == 1 || num_threads() <= 1 || in_parallel_region()) {
+    for (int64_t i = 0; i < tasks; ++i) fn(i);
+    return;
+  }
+  const std::function<void(int)> task = [&](int i) { fn(static_cast<int64_t>(i)); };
+  global_pool().run(static_cast<int>(tasks), task);
 }
 
 }  // namespace loom

@@ -68,6 +68,36 @@ TEST(ThreadPool, ManyShortJobsDoNotLoseTasks) {
   }
 }
 
+// Tasks are dealt in one block per thread (the home of one CPU); a thread that is done takes
+// what is left of the others' blocks from their backs. Here the thread that runs task 0
+// stalls, so the rest of task 0's block must be finished by the others -- and every task
+// still runs exactly once.
+TEST(ThreadPool, StalledBlockIsFinishedByTheOthers) {
+  set_num_threads(3);
+  for (int rep = 0; rep < 5; ++rep) {
+    constexpr int kTasks = 300;
+    std::vector<std::atomic<int>> hits(kTasks);
+    std::vector<std::thread::id> ran_on(kTasks);
+    parallel_tasks(kTasks, [&](int64_t i) {
+      // Every task takes a while (5 ms a block: the workers are surely awake before one
+      // thread could take everything), task 0 much longer.
+      std::this_thread::sleep_for(std::chrono::microseconds(i == 0 ? 30000 : 50));
+      ran_on[static_cast<size_t>(i)] = std::this_thread::get_id();
+      hits[static_cast<size_t>(i)]++;
+    });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+    int others = 0;  // tasks of block 0 (tasks 0..99) that ran on another thread than task 0
+    for (int i = 1; i < kTasks / 3; ++i) others += ran_on[static_cast<size_t>(i)] != ran_on[0];
+    EXPECT_GT(others, 0) << "round " << rep;
+  }
+  set_num_threads(2);
+}
+
+TEST(ThreadPool, TooManyTasksIsAnError) {
+  set_num_threads(2);
+  EXPECT_THROW(global_pool().run(1 << 21, [](int) {}), Error);
+}
+
 // A dispatch narrows a sleeping worker's CPU mask to keep it off the caller's CPU while it
 // wakes (thread_pool.cpp); the worker must be back on its full mask when it runs a task,
 // or the pool would end up pinned. Each round lets the worker fall asleep first.

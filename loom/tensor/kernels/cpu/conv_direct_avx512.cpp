@@ -165,17 +165,16 @@ struct Plan {
 };
 
 // Splits the N * L output pixels into `parts` contiguous ranges and calls
-// fn(part, n, l0, l1) for each image piece of each part; parts run in parallel.
+// fn(part, n, l0, l1) for each image piece of each part; the threads claim parts as they
+// become free (parallel_tasks).
 template <typename F>
 void for_pixel_ranges(int64_t N, int64_t L, int64_t parts, F fn) {
   const int64_t total = N * L;
-  parallel_for(0, parts, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t p = lo; p < hi; ++p) {
-      const int64_t a = total * p / parts, b = total * (p + 1) / parts;
-      for (int64_t n = a / std::max<int64_t>(L, 1); n * L < b; ++n) {
-        const int64_t l0 = std::max(a, n * L) - n * L, l1 = std::min(b, (n + 1) * L) - n * L;
-        if (l0 < l1) fn(p, n, l0, l1);
-      }
+  parallel_tasks(parts, [&](int64_t p) {
+    const int64_t a = total * p / parts, b = total * (p + 1) / parts;
+    for (int64_t n = a / std::max<int64_t>(L, 1); n * L < b; ++n) {
+      const int64_t l0 = std::max(a, n * L) - n * L, l1 = std::min(b, (n + 1) * L) - n * L;
+      if (l0 < l1) fn(p, n, l0, l1);
     }
   });
 }
@@ -584,13 +583,13 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
   // Per part: one 16-lane partial sum per weight, reduced across lanes once at the end.
   thread_local std::vector<float> part_buf;
   float* partial = scratch(part_buf, static_cast<size_t>(parts * gsize * 16));
-  std::memset(partial, 0, sizeof(float) * static_cast<size_t>(parts * gsize * 16));
   const bool pf = stream_from_memory(d.N * d.O * pl.L);
-  parallel_for(0, parts, 1, [&](int64_t lo, int64_t hi) {
+  parallel_tasks(parts, [&](int64_t p) {
     thread_local std::vector<float> xbuf;
     float* xi = scratch(xbuf, static_cast<size_t>(geo.size));
-    for (int64_t p = lo; p < hi; ++p) {
+    {
       float* acc = partial + p * gsize * 16;
+      std::memset(acc, 0, sizeof(float) * static_cast<size_t>(gsize * 16));
       // Image by image: gy of one image is read front to back, its padded input stays in L1.
       for (int64_t n = d.N * p / parts; n < d.N * (p + 1) / parts; ++n)
         for (int64_t gi = 0; gi < d.G; ++gi) {
