@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "loom/base/cpu.h"
@@ -119,6 +120,18 @@ INSTANTIATE_TEST_SUITE_P(Kernels, GemmTest,
                            return std::string(isa_name(std::get<0>(info.param))) + "_t" +
                                   std::to_string(std::get<1>(info.param));
                          });
+
+// The %peak reference of `loom bench gemm`: a positive, finite rate for the SIMD kernels
+// (the value itself is this machine's, not checked).
+TEST(Gemm, FmaPeakIsMeasuredForSimdKernels) {
+  const double g = cpu::sgemm_fma_peak_gflops(0.005);
+  if (std::string(cpu::sgemm_kernel_name()).rfind("avx", 0) == 0) {
+    EXPECT_GT(g, 0.0);
+    EXPECT_TRUE(std::isfinite(g));
+  } else {
+    EXPECT_EQ(g, 0.0);
+  }
+}
 
 TEST(Gemm, DgemmMatchesNaive) {
   std::mt19937 rng(3);

@@ -243,6 +243,11 @@ void macro_kernel(const GemmKernel& g, const float* Ap, const BSource& bs, int64
 
 }  // namespace
 
+double sgemm_fma_peak_gflops(double seconds) {
+  const GemmKernel& g = active_sgemm_kernel();
+  return g.fma_peak ? g.fma_peak(seconds) : 0.0;
+}
+
 const char* sgemm_kernel_name() {
   static thread_local char buf[64];
   const GemmKernel& g = active_sgemm_kernel();

@@ -43,6 +43,10 @@ void sgemm_nt_small(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
 // Description of the micro-kernel sgemm uses now, e.g. "avx512 14x32".
 const char* sgemm_kernel_name();
 
+// The active kernel's instruction set's FP32 FMA rate on one core in GFLOP/s, measured by a
+// register-only loop of about `seconds` (0 for the portable kernel): this machine's peak.
+double sgemm_fma_peak_gflops(double seconds = 0.1);
+
 // A micro-kernel and the blocking it is tuned for (per-ISA translation units export one).
 struct GemmKernel {
   const char* name;
@@ -64,6 +68,8 @@ struct GemmKernel {
   int64_t a_block_bytes = 0;
   // L3 budget for the packed KC x NC block of B (bytes; 0: none), shared by the row blocks.
   int64_t b_block_bytes = 0;
+  // This ISA's measured single-thread FMA rate (fma_peak_gflops), null for the portable kernel.
+  double (*fma_peak)(double seconds) = nullptr;
 };
 
 // The kernel sgemm uses now (after CPU detection and set_isa_override).

@@ -24,6 +24,7 @@ const GemmKernel* sgemm_kernel_avx2() {
   static const GemmKernel k = [] {
     GemmKernel g{"avx2", 6, 16, 6, 144, 256, 3072, &avx2::micro_kernel<6, 2>};
     avx2::fill_edge_kernels<6, 2, 6>(g.edge, std::make_integer_sequence<int, 5>{});
+    g.fma_peak = &avx2::fma_peak_gflops;
     return g;
   }();
   return &k;

@@ -43,6 +43,7 @@ const GemmKernel* sgemm_kernel_avx512() {
     // from L1/L2 by every micro-tile of the block, the KC x NC B block (at most 6 MiB)
     // by every row block. A deep KC means fewer passes over C (docs/performance.md,
     // 2026-11-28 third session: KC 768 against 384, 1 thread +1-3%, 2 threads +1-5%).
+    g.fma_peak = &avx512::fma_peak_gflops;
     g.kc = 768;
     g.mc = (336 / g.mr) * g.mr;
     g.nc = 3072;

@@ -10,6 +10,7 @@
 
 #include <immintrin.h>
 
+#include <chrono>
 #include <cstdint>
 #include <utility>
 
@@ -68,6 +69,37 @@ void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict 
 }  // namespace loom::cpu::LOOM_GEMM_ISA
 
 namespace loom::cpu::LOOM_GEMM_ISA {
+
+// This instruction set's single-thread FP32 FMA rate in GFLOP/s: independent FMA chains held
+// in registers for about `seconds`. It is the peak a kernel can reach on this core, which is
+// not always the nominal one: AMD Zen 4 runs a 512-bit FMA as two 256-bit halves, so there
+// AVX-512 and AVX2 loops both give 32 flops per cycle, Zen 5 and Intel server cores 64.
+inline double fma_peak_gflops(double seconds) {
+  constexpr int W = sizeof(Vec) / sizeof(float), kChains = 12;  // > FMA latency x pipes
+  Vec a[kChains];
+#pragma GCC unroll 12
+  for (int i = 0; i < kChains; ++i) a[i] = vset1(1.0f + 0.001f * static_cast<float>(i));
+  const Vec b = vset1(0.999999f), c = vset1(1e-6f);
+  int64_t iters = 0;
+  const auto start = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  do {
+    for (int r = 0; r < 4096; ++r) {
+#pragma GCC unroll 12
+      for (int i = 0; i < kChains; ++i) a[i] = vfmadd(a[i], b, c);
+    }
+    iters += 4096;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  } while (elapsed < seconds);
+  alignas(64) float out[W];
+  Vec sum = a[0];
+#pragma GCC unroll 12
+  for (int i = 1; i < kChains; ++i) sum = vfmadd(a[i], b, sum);
+  vstoreu(out, sum);
+  volatile float sink = out[0];  // keeps the chains alive
+  (void)sink;
+  return 2.0 * W * kChains * static_cast<double>(iters) / elapsed / 1e9;
+}
 
 // edge[r] = micro_kernel<r, NV, AS> for r = 1 .. MR - 1 (edge[0] stays null).
 template <int MR, int NV, int AS, int... R>
