@@ -7,13 +7,21 @@ Run by `loom bench train` with /usr/bin/python3 (Debian's python3-torch). Usage:
     bench_train_torch.py MODEL BATCH THREADS STEPS INFER_BATCH
 """
 import json
+import os
 import sys
 import time
 
-import torch
-import torch.nn as nn
-
 model_name, batch, threads, steps, infer_batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+# Debian's torch does its Linear layers' GEMMs in the system BLAS, OpenBLAS's pthreads build,
+# which keeps its own thread pool of one thread per core whatever torch.set_num_threads says:
+# without this a "1-thread" run used both cores for its GEMMs (mlp inference at batch 256:
+# 351k samples/s, 189k on one thread). It is read when the library loads, so before the import.
+for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ[var] = str(threads)
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 if model_name == "mlp":
