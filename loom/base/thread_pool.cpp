@@ -205,9 +205,10 @@ void ThreadPool::worker_loop(int slot) {
   }
 }
 
-void ThreadPool::run(int num_tasks, const std::function<void(int)>& fn) {
-  if (num_tasks <= 0) return;
-  LOOM_CHECK(static_cast<uint64_t>(num_tasks) <= kTaskMask, "ThreadPool::run: {} tasks, at most {}", num_tasks, kTaskMask);
+void ThreadPool::run(int64_t tasks, const std::function<void(int)>& fn) {
+  if (tasks <= 0) return;
+  LOOM_CHECK(static_cast<uint64_t>(tasks) <= kTaskMask, "ThreadPool::run: {} tasks, at most {}", tasks, kTaskMask);
+  const int num_tasks = static_cast<int>(tasks);
   std::unique_lock<std::mutex> lock(run_mutex_, std::try_to_lock);
   if (!lock.owns_lock() || workers_.empty() || t_in_parallel) {
     RegionGuard guard;

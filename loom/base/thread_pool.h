@@ -31,7 +31,8 @@ class ThreadPool {
 
   // Runs fn(i) for every i in [0, num_tasks), spread over the pool; returns when all are
   // done. The first exception thrown by a task is rethrown here.
-  void run(int num_tasks, const std::function<void(int)>& fn);
+  // At most 2^20 - 1 tasks (more: loom::Error).
+  void run(int64_t num_tasks, const std::function<void(int)>& fn);
 
   // Runs fn(0..team-1) with every task on its own thread at the same time (the caller is
   // task 0), so tasks may wait for each other (a barrier). Returns false without running
@@ -131,10 +132,10 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& fn) {
   global_pool().run(static_cast<int>(chunks), task);
 }
 
-// Runs fn(i) for every i in [0, tasks), each task claimed by whichever thread of the pool is
-// free, so a thread that runs slower (a vCPU shared with a busy neighbour) ends up with fewer
-// tasks; parallel_for's one fixed chunk per thread waits for the slowest. What a task does
-// must not depend on which thread runs it.
+// Runs fn(i) for every i in [0, tasks) on the pool, the caller included. The tasks are dealt
+// in one contiguous block per CPU and a thread that is done with its block takes what is left
+// of the others from their ends (ThreadPool::run), so with several tasks per thread a slower
+// CPU ends up with fewer. What a task does must not depend on which thread runs it.
 template <typename F>
 void parallel_tasks(int64_t tasks, F&& fn) {
   if (tasks <= 0) return;
@@ -143,7 +144,7 @@ void parallel_tasks(int64_t tasks, F&& fn) {
     return;
   }
   const std::function<void(int)> task = [&](int i) { fn(static_cast<int64_t>(i)); };
-  global_pool().run(static_cast<int>(tasks), task);
+  global_pool().run(tasks, task);
 }
 
 }  // namespace loom
