@@ -165,8 +165,8 @@ struct Plan {
 };
 
 // Splits the N * L output pixels into `parts` contiguous ranges and calls
-// fn(part, n, l0, l1) for each image piece of each part; the threads claim parts as they
-// become free (parallel_tasks).
+// fn(part, n, l0, l1) for each image piece of each part, the parts spread over the threads
+// by parallel_tasks.
 template <typename F>
 void for_pixel_ranges(int64_t N, int64_t L, int64_t parts, F fn) {
   const int64_t total = N * L;
@@ -336,8 +336,8 @@ using RowTileFn = void (*)(int64_t, const float*, int64_t, const float*, const R
                            const float*, int64_t, bool);
 using RowWgradFn = void (*)(int64_t, const RowVec*, const float*, int64_t, const float*, const int64_t*, float*,
                             int64_t);
-// Forward tiles of up to 8 channels x 2 vectors: on 2026-11-28's host (FMA at half the
-// usual rate) 5-17% faster than 6 x 4 on 1 thread (batch 256: 1.93 -> 1.60 ms), equal on 2;
+// Forward tiles of up to 8 channels x 2 vectors: on a Zen 4 host (512-bit FMAs at half rate,
+// 2026-11-28) 5-17% faster than 6 x 4 on 1 thread (batch 256: 1.93 -> 1.60 ms), equal on 2;
 // 8 x 3 and 11 x 2 in between. The pooling tile holds 2 rows x 2 vectors per channel, so
 // at most 6 channels (24 accumulators).
 constexpr int kRowJ = 8, kRowV = 2, kPoolJ = 6, kWgradJ = 3, kWgradT = 9;
@@ -587,23 +587,21 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
   parallel_tasks(parts, [&](int64_t p) {
     thread_local std::vector<float> xbuf;
     float* xi = scratch(xbuf, static_cast<size_t>(geo.size));
-    {
-      float* acc = partial + p * gsize * 16;
-      std::memset(acc, 0, sizeof(float) * static_cast<size_t>(gsize * 16));
-      // Image by image: gy of one image is read front to back, its padded input stays in L1.
-      for (int64_t n = d.N * p / parts; n < d.N * (p + 1) / parts; ++n)
-        for (int64_t gi = 0; gi < d.G; ++gi) {
-          geo.fill(d, pl, x, n, gi, xi);
-          even_pieces(pl.Og, kWgradJ, [&](int64_t j0, int64_t j1) {
-            even_pieces(pl.CKK, kWgradT, [&](int64_t t0, int64_t t1) {
-              // Tile (j0.., t0..) keeps its (j1-j0) x (t1-t0) vectors contiguous at its own slot.
-              float* slot = acc + ((gi * pl.Og + j0) * pl.CKK + t0 * (j1 - j0)) * 16;
-              kWgradTiles[j1 - j0 - 1][t1 - t0 - 1](nvec, geo.rv.data(), gy + (n * d.O + gi * pl.Og + j0) * pl.L, pl.L, xi,
-                                                    geo.taps.data() + t0, slot, next_image_distance(d, pl, pf, n));
-            });
+    float* acc = partial + p * gsize * 16;
+    std::memset(acc, 0, sizeof(float) * static_cast<size_t>(gsize * 16));
+    // Image by image: gy of one image is read front to back, its padded input stays in L1.
+    for (int64_t n = d.N * p / parts; n < d.N * (p + 1) / parts; ++n)
+      for (int64_t gi = 0; gi < d.G; ++gi) {
+        geo.fill(d, pl, x, n, gi, xi);
+        even_pieces(pl.Og, kWgradJ, [&](int64_t j0, int64_t j1) {
+          even_pieces(pl.CKK, kWgradT, [&](int64_t t0, int64_t t1) {
+            // Tile (j0.., t0..) keeps its (j1-j0) x (t1-t0) vectors contiguous at its own slot.
+            float* slot = acc + ((gi * pl.Og + j0) * pl.CKK + t0 * (j1 - j0)) * 16;
+            kWgradTiles[j1 - j0 - 1][t1 - t0 - 1](nvec, geo.rv.data(), gy + (n * d.O + gi * pl.Og + j0) * pl.L, pl.L, xi,
+                                                  geo.taps.data() + t0, slot, next_image_distance(d, pl, pf, n));
           });
-        }
-    }
+        });
+      }
   });
   for (int64_t gi = 0; gi < d.G; ++gi)
     even_pieces(pl.Og, kWgradJ, [&](int64_t j0, int64_t j1) {
