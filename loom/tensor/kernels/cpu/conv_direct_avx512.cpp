@@ -179,6 +179,16 @@ void for_pixel_ranges(int64_t N, int64_t L, int64_t parts, F fn) {
   });
 }
 
+// One past the last image that part p of for_pixel_ranges(N, L, parts, ..) touches: the
+// next image is worth prefetching only below it. Beyond it the image is another thread's,
+// and a write prefetch there pulls that thread's freshly written lines over to this core,
+// which it then takes back on the next call (the 1 -> 32 forward at batch 64 on 2 threads:
+// 4-20% faster without, in three in-process A/B runs).
+int64_t part_image_end(int64_t N, int64_t L, int64_t parts, int64_t p) {
+  const int64_t b = N * L * (p + 1) / parts;
+  return L > 0 ? (b + L - 1) / L : N;
+}
+
 // ---- Row-vector path: few taps per output and unit width stride ----------------------
 // With few taps (a 1-channel 3x3 layer has 9), the o-vector path's transposes cost as much
 // as its arithmetic. Here vectors run along output rows instead (16 pixels, a row's tail
@@ -493,9 +503,9 @@ bool use_rows(const ConvDims& d, const Plan& pl) { return d.sw == 1 && pl.CKK <=
 bool stream_from_memory(int64_t floats) { return floats * 4 > (int64_t{4} << 20); }
 
 // The row kernels' prefetch distance for image n: one image's output planes ahead, 0 when
-// prefetching is off or n is the last image.
-int64_t next_image_distance(const ConvDims& d, const Plan& pl, bool pf, int64_t n) {
-  return pf && n + 1 < d.N ? d.O * pl.L : 0;
+// prefetching is off or n + 1 is not the caller's (n_end: one past its last image).
+int64_t next_image_distance(const ConvDims& d, const Plan& pl, bool pf, int64_t n, int64_t n_end) {
+  return pf && n + 1 < n_end ? d.O * pl.L : 0;
 }
 
 // wr[gi][tap][o]: the Og weights of one tap side by side, broadcast one at a time (a
@@ -519,9 +529,11 @@ void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float
   // 2026-11-27's host, but 2.1-3.1 against 1.5-1.9 ms on 1 thread and 1.1-1.5 against
   // 0.85-0.89 ms on 2 on 2026-11-28's -- docs/performance.md.)
   const bool pf = stream_from_memory(d.N * d.O * pl.L);
-  for_pixel_ranges(d.N, nvec, num_threads(), [&](int64_t, int64_t n, int64_t v0, int64_t v1) {
+  const int64_t parts = num_threads();
+  for_pixel_ranges(d.N, nvec, parts, [&](int64_t p, int64_t n, int64_t v0, int64_t v1) {
     thread_local std::vector<float> xbuf;
     float* xi = scratch(xbuf, static_cast<size_t>(geo.size));
+    const int64_t ahead = next_image_distance(d, pl, pf, n, part_image_end(d.N, nvec, parts, p));
     for (int64_t gi = 0; gi < d.G; ++gi) {
       geo.fill(d, pl, x, n, gi, xi);
       float* yg = y + (n * d.O + gi * pl.Og) * pl.L;
@@ -531,8 +543,7 @@ void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float
         even_pieces(v1 - v0, kRowV, [&](int64_t a, int64_t b) {
           kRowTiles[j1 - j0 - 1][b - a - 1](pl.CKK, wr + gi * pl.CKK * pl.Og + j0, pl.Og, xi, geo.rv.data() + v0 + a,
                                             geo.taps.data(), yg + j0 * pl.L, pl.L,
-                                            bias ? bias + gi * pl.Og + j0 : nullptr, next_image_distance(d, pl, pf, n),
-                                            relu);
+                                            bias ? bias + gi * pl.Og + j0 : nullptr, ahead, relu);
         });
       });
     }
@@ -598,7 +609,8 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
             // Tile (j0.., t0..) keeps its (j1-j0) x (t1-t0) vectors contiguous at its own slot.
             float* slot = acc + ((gi * pl.Og + j0) * pl.CKK + t0 * (j1 - j0)) * 16;
             kWgradTiles[j1 - j0 - 1][t1 - t0 - 1](nvec, geo.rv.data(), gy + (n * d.O + gi * pl.Og + j0) * pl.L, pl.L, xi,
-                                                  geo.taps.data() + t0, slot, next_image_distance(d, pl, pf, n));
+                                                  geo.taps.data() + t0, slot,
+                                                  next_image_distance(d, pl, pf, n, d.N * (p + 1) / parts));
           });
         });
       }
@@ -680,11 +692,12 @@ void forward_vectors(const ConvDims& d, const Plan& pl, const PackedForward& pk,
   const bool pf = stream_from_memory(d.N * d.O * pl.L) || stream_from_memory(d.N * d.C * d.H * d.W);
   // Threads split the N * L pixels (whole images for Winograd: units of L pixels).
   const int64_t unit = pl.wino ? pl.L : 1;
-  for_pixel_ranges(d.N, pl.L / unit, num_threads(), [&](int64_t, int64_t n, int64_t u0, int64_t u1) {
+  const int64_t parts = num_threads();
+  for_pixel_ranges(d.N, pl.L / unit, parts, [&](int64_t p, int64_t n, int64_t u0, int64_t u1) {
     const int64_t l0 = u0 * unit, l1 = u1 * unit;
     thread_local std::vector<float> xbuf, ybuf;
     float* yt = scratch(ybuf, static_cast<size_t>((l1 - l0) * pl.Opad));  // yT[pixel][o]
-    if (pf && l0 == 0 && n + 1 < d.N) {
+    if (pf && l0 == 0 && n + 1 < part_image_end(d.N, pl.L / unit, parts, p)) {
       // Tensors bound for memory: the next image's input and output, fetched into L2 while
       // this one computes (its output for writing: no read-for-ownership stall later). The
       // 32 -> 64 layer at batch 256 on 1 thread: forward 0-8%, backward-data 2-11% faster
