@@ -112,26 +112,6 @@ class SpinBarrier {
   std::atomic<int> phase_{0};
 };
 
-// Splits [begin, end) into at most num_threads() contiguous chunks of at least `grain`
-// iterations and calls fn(lo, hi) on each, in parallel.
-template <typename F>
-void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& fn) {
-  const int64_t n = end - begin;
-  if (n <= 0) return;
-  if (grain < 1) grain = 1;
-  int64_t chunks = std::min<int64_t>(num_threads(), (n + grain - 1) / grain);
-  if (chunks <= 1 || in_parallel_region()) {
-    fn(begin, end);
-    return;
-  }
-  const std::function<void(int)> task = [&](int i) {
-    int64_t lo = begin + n * i / chunks;
-    int64_t hi = begin + n * (i + 1) / chunks;
-    if (lo < hi) fn(lo, hi);
-  };
-  global_pool().run(static_cast<int>(chunks), task);
-}
-
 // Runs fn(i) for every i in [0, tasks) on the pool, the caller included. The tasks are dealt
 // in one contiguous block per CPU and a thread that is done with its block takes what is left
 // of the others from their ends (ThreadPool::run), so with several tasks per thread a slower
@@ -145,6 +125,24 @@ void parallel_tasks(int64_t tasks, F&& fn) {
   }
   const std::function<void(int)> task = [&](int i) { fn(static_cast<int64_t>(i)); };
   global_pool().run(tasks, task);
+}
+
+// Splits [begin, end) into at most num_threads() contiguous chunks of at least `grain`
+// iterations and calls fn(lo, hi) on each, in parallel.
+template <typename F>
+void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& fn) {
+  const int64_t n = end - begin;
+  if (n <= 0) return;
+  if (grain < 1) grain = 1;
+  int64_t chunks = std::min<int64_t>(num_threads(), (n + grain - 1) / grain);
+  if (chunks <= 1 || in_parallel_region()) {
+    fn(begin, end);
+    return;
+  }
+  parallel_tasks(chunks, [&](int64_t i) {
+    const int64_t lo = begin + n * i / chunks, hi = begin + n * (i + 1) / chunks;
+    if (lo < hi) fn(lo, hi);
+  });
 }
 
 }  // namespace loom

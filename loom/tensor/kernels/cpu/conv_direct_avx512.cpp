@@ -601,7 +601,8 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
     float* acc = partial + p * gsize * 16;
     std::memset(acc, 0, sizeof(float) * static_cast<size_t>(gsize * 16));
     // Image by image: gy of one image is read front to back, its padded input stays in L1.
-    for (int64_t n = d.N * p / parts; n < d.N * (p + 1) / parts; ++n)
+    const int64_t n_end = d.N * (p + 1) / parts;
+    for (int64_t n = d.N * p / parts; n < n_end; ++n)
       for (int64_t gi = 0; gi < d.G; ++gi) {
         geo.fill(d, pl, x, n, gi, xi);
         even_pieces(pl.Og, kWgradJ, [&](int64_t j0, int64_t j1) {
@@ -609,8 +610,7 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
             // Tile (j0.., t0..) keeps its (j1-j0) x (t1-t0) vectors contiguous at its own slot.
             float* slot = acc + ((gi * pl.Og + j0) * pl.CKK + t0 * (j1 - j0)) * 16;
             kWgradTiles[j1 - j0 - 1][t1 - t0 - 1](nvec, geo.rv.data(), gy + (n * d.O + gi * pl.Og + j0) * pl.L, pl.L, xi,
-                                                  geo.taps.data() + t0, slot,
-                                                  next_image_distance(d, pl, pf, n, d.N * (p + 1) / parts));
+                                                  geo.taps.data() + t0, slot, next_image_distance(d, pl, pf, n, n_end));
           });
         });
       }
