@@ -12,6 +12,7 @@
 #include "loom/base/rng.h"
 #include "loom/base/thread_pool.h"
 #include "loom/tensor/kernels/cpu/gemm.h"
+#include "loom/tensor/tensor.h"
 
 namespace loom::cli {
 namespace {
@@ -60,15 +61,17 @@ int run_gemm(const GemmOptions& o) {
     set_num_threads(t);
     for (auto& p : peer_list) p.set_threads(t);
     for (const auto& c : cases) {
-      std::vector<float> A(size_t(c.M) * c.K), B(size_t(c.K) * c.N), C(size_t(c.M) * c.N), P(size_t(c.M) * c.N);
+      // Operands as tensors hold them (64-byte aligned, from Loom's allocator), the same
+      // buffers for every contender.
+      Tensor At = Tensor::empty({c.M, c.K}), Bt = Tensor::empty({c.K, c.N});
+      Tensor Ct = Tensor::empty({c.M, c.N}), Pt = Tensor::empty({c.M, c.N});
+      float *A = At.data<float>(), *B = Bt.data<float>(), *C = Ct.data<float>(), *P = Pt.data<float>();
       Philox gen(1);
-      gen.fill_uniform(A.data(), A.size(), -1.f, 1.f);
-      gen.fill_uniform(B.data(), B.size(), -1.f, 1.f);
+      gen.fill_uniform(A, At.numel(), -1.f, 1.f);
+      gen.fill_uniform(B, Bt.numel(), -1.f, 1.f);
       std::vector<std::function<void()>> fns;
-      fns.push_back([&] {
-        cpu::sgemm(c.M, c.N, c.K, 1.0f, {A.data(), c.K, 1}, {B.data(), c.N, 1}, 0.0f, C.data(), c.N);
-      });
-      for (auto& p : peer_list) fns.push_back([&] { p.sgemm(c.M, c.N, c.K, A.data(), B.data(), P.data()); });
+      fns.push_back([&] { cpu::sgemm(c.M, c.N, c.K, 1.0f, {A, c.K, 1}, {B, c.N, 1}, 0.0f, C, c.N); });
+      for (auto& p : peer_list) fns.push_back([&] { p.sgemm(c.M, c.N, c.K, A, B, P); });
       auto timings = time_each(fns, o.repeats);
       const double flop = 2.0 * c.M * c.N * c.K;
       double loom_best = flop / timings[0].min() * 1e-9, loom_med = flop / timings[0].median() * 1e-9;
@@ -87,7 +90,7 @@ int run_gemm(const GemmOptions& o) {
       // Loom's result against the last peer's (the same product): a wrong kernel shows here.
       double maxerr = 0;
       if (!peer_list.empty())
-        for (size_t i = 0; i < C.size(); ++i) maxerr = std::max(maxerr, double(std::abs(C[i] - P[i])));
+        for (int64_t i = 0; i < c.M * c.N; ++i) maxerr = std::max(maxerr, double(std::abs(C[i] - P[i])));
       double ratio = best_peer > 0 ? loom_best / best_peer : 0;
       std::printf(" %8.3f %6.0e\n", ratio, maxerr);
       std::fflush(stdout);

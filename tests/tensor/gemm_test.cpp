@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,15 +18,25 @@ namespace {
 struct Mat {
   std::vector<float> data;
   int64_t rs, cs;
+  int64_t off = 0;  // first element's index in data
+  const float* p() const { return data.data() + off; }
+  float at(int64_t i, int64_t j) const { return p()[i * rs + j * cs]; }
 };
 
-// An M x N matrix stored row-major, column-major or with padding between rows.
+// An M x N matrix stored row-major, column-major, with padding between rows, or (layout 3)
+// row-major with 64-byte aligned rows (as tensors are: sgemm then packs a row-major B inside
+// the macro-kernel).
 Mat make(int64_t M, int64_t N, int layout, std::mt19937& rng) {
   std::uniform_real_distribution<float> u(-1, 1);
   Mat m;
   if (layout == 0) m = {std::vector<float>(M * N), N, 1};
   else if (layout == 1) m = {std::vector<float>(M * N), 1, M};
-  else m = {std::vector<float>(M * (N + 3) * 2), 2 * (N + 3), 2};  // strided rows and columns
+  else if (layout == 2) m = {std::vector<float>(M * (N + 3) * 2), 2 * (N + 3), 2};  // strided rows and columns
+  else {
+    const int64_t rs = (N + 15) / 16 * 16;
+    m = {std::vector<float>(M * rs + 16), rs, 1};
+    m.off = static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(m.data.data()) % 64) % 64 / sizeof(float));
+  }
   for (auto& v : m.data) v = u(rng);
   return m;
 }
@@ -38,11 +49,11 @@ void check(int64_t M, int64_t N, int64_t K, int la, int lb, float alpha, float b
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
       double acc = 0;
-      for (int64_t k = 0; k < K; ++k) acc += double(A.data[i * A.rs + k * A.cs]) * B.data[k * B.rs + j * B.cs];
+      for (int64_t k = 0; k < K; ++k) acc += double(A.at(i, k)) * B.at(k, j);
       R[i * N + j] = float(alpha * acc + (beta == 0 ? 0.0 : beta * R[i * N + j]));
     }
   if (beta == 0) std::fill(C.begin(), C.end(), NAN);  // beta == 0 must not read C
-  sgemm(M, N, K, alpha, {A.data.data(), A.rs, A.cs}, {B.data.data(), B.rs, B.cs}, beta, C.data(), N);
+  sgemm(M, N, K, alpha, {A.p(), A.rs, A.cs}, {B.p(), B.rs, B.cs}, beta, C.data(), N);
   for (int64_t i = 0; i < M * N; ++i) {
     ASSERT_NEAR(C[i], R[i], 1e-4 * (1 + std::sqrt(double(K)))) << "M=" << M << " N=" << N << " K=" << K << " la="
                                                                << la << " lb=" << lb << " at " << i;
@@ -105,6 +116,11 @@ TEST_P(GemmTest, BlockBoundaries) {
   // Packed row-major B (M above MC per thread), copied row by row across the panels: two NC
   // blocks for the AVX-512 kernel, the second of 3 full panels and a 2-column edge panel.
   check(700, 3170, 20, 0, 0, 1.0f, 0.5f, rng);
+  // Row-major B with aligned rows, packed by the first row block's tiles as they compute:
+  // two K blocks (beta on the first only), full panels and an edge panel packed beforehand;
+  // on 2 threads each thread's column range (N >= 4 panels per thread) does the same.
+  check(400, 100, 1000, 0, 3, 0.5f, 1.5f, rng);
+  check(350, 600, 40, 2, 3, 1.0f, 0.0f, rng);
 }
 
 TEST_P(GemmTest, DegenerateSizes) {

@@ -63,6 +63,12 @@ struct GemmKernel {
   // edge[r] (r < mr; null where absent): the same for only the first r rows of an MR-tall A
   // panel, written straight into C -- M's last panel then costs r rows, not MR.
   Micro edge[16] = {};
+  // micro with B read from row-major B (row stride ldb) and each k's NR values also stored
+  // to the packed panel Bp (aligned, NR floats per k): packing fused into the first tile
+  // that uses a panel. Null where absent.
+  using MicroPack = void (*)(int64_t K, const float* A, const float* B, int64_t ldb, float* Bp, float* C,
+                             int64_t ldc, float alpha, float beta);
+  MicroPack micro_pack = nullptr;
   // L2 budget for the packed MC x KC block of A (bytes; 0: none): a deep K block gets
   // fewer rows than mc, so that it still stays in L2.
   int64_t a_block_bytes = 0;

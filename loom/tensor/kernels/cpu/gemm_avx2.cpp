@@ -9,6 +9,7 @@ inline Vec vzero() { return _mm256_setzero_ps(); }
 inline Vec vload(const float* p) { return _mm256_load_ps(p); }
 inline Vec vloadu(const float* p) { return _mm256_loadu_ps(p); }
 inline void vstoreu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline void vstore(float* p, Vec v) { _mm256_store_ps(p, v); }
 inline Vec vbroadcast(const float* p) { return _mm256_broadcast_ss(p); }
 inline Vec vset1(float x) { return _mm256_set1_ps(x); }
 inline Vec vfmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
@@ -24,6 +25,7 @@ const GemmKernel* sgemm_kernel_avx2() {
   static const GemmKernel k = [] {
     GemmKernel g{"avx2", 6, 16, 6, 144, 256, 3072, &avx2::micro_kernel<6, 2>};
     avx2::fill_edge_kernels<6, 2, 6>(g.edge, std::make_integer_sequence<int, 5>{});
+    g.micro_pack = &avx2::micro_kernel_pack<6, 2>;
     g.fma_peak = &avx2::fma_peak_gflops;
     return g;
   }();

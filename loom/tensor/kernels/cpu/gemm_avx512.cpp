@@ -13,6 +13,7 @@ inline Vec vzero() { return _mm512_setzero_ps(); }
 inline Vec vload(const float* p) { return _mm512_load_ps(p); }
 inline Vec vloadu(const float* p) { return _mm512_loadu_ps(p); }
 inline void vstoreu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline void vstore(float* p, Vec v) { _mm512_store_ps(p, v); }
 inline Vec vbroadcast(const float* p) { return _mm512_set1_ps(*p); }
 inline Vec vset1(float x) { return _mm512_set1_ps(x); }
 inline Vec vfmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
@@ -43,6 +44,7 @@ const GemmKernel* sgemm_kernel_avx512() {
     // from L1/L2 by every micro-tile of the block, the KC x NC B block (at most 6 MiB)
     // by every row block. A deep KC means fewer passes over C (docs/performance.md,
     // 2026-11-28 third session: KC 768 against 384, 1 thread +1-3%, 2 threads +1-5%).
+    g.micro_pack = &avx512::micro_kernel_pack<LOOM_AVX512_MR, LOOM_AVX512_NV, LOOM_AVX512_AS>;
     g.fma_peak = &avx512::fma_peak_gflops;
     g.kc = 768;
     g.mc = (336 / g.mr) * g.mr;

@@ -18,9 +18,12 @@
 
 namespace loom::cpu::LOOM_GEMM_ISA {
 
-template <int MR, int NV, int AS = MR>
-void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict B, int64_t ldb,
-                  float* __restrict C, int64_t ldc, float alpha, float beta) {
+// PACK: also store each k's B row into the packed panel Bp (NR floats per k, aligned), so
+// that the first tile to use a panel of row-major B packs it while computing (sgemm's fill
+// mode).
+template <int MR, int NV, int AS, bool PACK>
+inline void micro_kernel_body(int64_t K, const float* __restrict A, const float* __restrict B, int64_t ldb,
+                              float* __restrict Bp, float* __restrict C, int64_t ldc, float alpha, float beta) {
   constexpr int W = sizeof(Vec) / sizeof(float);
   Vec acc[MR][NV];
 #pragma GCC unroll 16
@@ -38,6 +41,14 @@ void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict 
     Vec b[NV];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) b[j] = vloadu(B + j * W);
+    if constexpr (PACK) {
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) vstore(Bp + j * W, b[j]);
+      Bp += NV * W;
+      // B's rows are ldb apart (a new page every row or two): fetch 8 rows ahead.
+#pragma GCC unroll 4
+      for (int j = 0; j < NV * W; j += 16) __builtin_prefetch(B + 8 * ldb + j);
+    }
     __builtin_prefetch(A + 8 * AS);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
@@ -64,6 +75,18 @@ void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict 
         vstoreu(c, vfmadd(va, acc[i][j], vmul(vb, vloadu(c))));
       }
   }
+}
+
+template <int MR, int NV, int AS = MR>
+void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict B, int64_t ldb,
+                  float* __restrict C, int64_t ldc, float alpha, float beta) {
+  micro_kernel_body<MR, NV, AS, false>(K, A, B, ldb, nullptr, C, ldc, alpha, beta);
+}
+
+template <int MR, int NV, int AS = MR>
+void micro_kernel_pack(int64_t K, const float* __restrict A, const float* __restrict B, int64_t ldb,
+                       float* __restrict Bp, float* __restrict C, int64_t ldc, float alpha, float beta) {
+  micro_kernel_body<MR, NV, AS, true>(K, A, B, ldb, Bp, C, ldc, alpha, beta);
 }
 
 }  // namespace loom::cpu::LOOM_GEMM_ISA
