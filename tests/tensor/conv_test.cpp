@@ -132,6 +132,9 @@ const std::vector<Case>& cases() {
       {2, 8, 5, 3, 9, 3, 1, 2},
       {3, 9, 1, 1, 8, 3},
       {2, 8, 17, 3, 24, 3},
+      // Rows of 11 and 17 tiles: the input transform's groups of 8 tiles, the last partial.
+      {2, 8, 6, 21, 16, 3},
+      {1, 9, 5, 33, 8, 3},
       // Few taps (<= 32): the row-vector path.
       {2, 3, 9, 20, 10, 3},                          // RGB-like, rows of 16 + 4
       {1, 2, 11, 9, 12, 3, 1, 2, 2},                 // dilation 2, one image
