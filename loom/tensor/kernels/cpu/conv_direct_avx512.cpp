@@ -123,12 +123,13 @@ struct Plan {
   std::optional<WinogradGeom> wino;
   std::vector<int64_t> taps, pix;
 
-  explicit Plan(const ConvDims& d) {
+  // forward: a forward pass's plan (whose Winograd tiles may be 4 x 4; see conv_winograd.h).
+  explicit Plan(const ConvDims& d, bool forward = false) {
     Cg = d.C / d.G, Og = d.O / d.G, Opad = (Og + 15) / 16 * 16;
     CKK = Cg * d.KH * d.KW, L = d.OH * d.OW;
     pad = d.ph > 0 || d.pw > 0;
     if (winograd_applies(d)) {
-      wino.emplace(d);
+      wino.emplace(d, forward ? winograd_forward_tile(d) : 2);
       pad = false;
     }
     Hp = pad ? d.H + 2 * d.ph : d.H, Wp = pad ? d.W + 2 * d.pw : d.W, plane = Hp * Wp;
@@ -650,7 +651,7 @@ struct PackedForward {
 
 PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, const float* bias) {
   thread_local std::vector<float> wt_buf;
-  const int64_t wsize = pl.wino ? 16 * pl.Cg * pl.Opad : d.G * pl.CKK * pl.Opad;
+  const int64_t wsize = pl.wino ? pl.wino->positions() * pl.Cg * pl.Opad : d.G * pl.CKK * pl.Opad;
   float* wt = scratch(wt_buf, static_cast<size_t>(wsize + d.G * pl.Opad));
   float* bt = bias ? wt + wsize : nullptr;
   if (bt)
@@ -794,7 +795,7 @@ bool fused_pool_applies(const ConvDims& d, const Plan& pl) {
 
 void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y, const float* bias,
                                 bool relu) {
-  const Plan pl(d);
+  const Plan pl(d, /*forward=*/true);
   if (pl.L == 0 || d.N == 0) return;
   if (use_rows(d, pl)) return forward_rows(d, pl, x, w, y, bias, relu);
   const PackedForward pk = pack_forward(d, pl, w, bias);
@@ -804,7 +805,7 @@ void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* 
 
 bool conv_direct_forward_pool2x2_avx512(const ConvDims& d, const float* x, const float* w, const float* bias,
                                         bool relu, float* y, int32_t* idx) {
-  const Plan pl(d);
+  const Plan pl(d, /*forward=*/true);
   if (rows_pool_applies(d, pl)) {
     forward_rows_pool2x2(d, pl, x, w, bias, relu, y, idx);
     return true;
@@ -849,7 +850,7 @@ float* wgrad_parts(int64_t parts, int64_t part_size) {
 
 // Floats of one group's partial weight gradient: gW^T[tap][o], or the Winograd
 // accumulator [xi][c][o].
-int64_t wgrad_group_size(const Plan& pl) { return (pl.wino ? 16 * pl.Cg : pl.CKK) * pl.Opad; }
+int64_t wgrad_group_size(const Plan& pl) { return (pl.wino ? pl.wino->positions() * pl.Cg : pl.CKK) * pl.Opad; }
 
 // acc[tap][o] += sum over pixels [l0, l0 + np) of gyt[pixel - l0][o] * xi[pixel + tap]
 // (Winograd: whole images only, l0 = 0 and np = L).
@@ -968,7 +969,7 @@ bool conv_direct_backward_input_pool2x2_avx512(const ConvDims& d, const float* g
   ConvDims t;
   const float* wf = nullptr;
   if (!flipped_problem(d, w, t, wf)) return false;
-  const Plan pl(t);
+  const Plan pl(t, /*forward=*/true);
   const int64_t PH = d.OH / 2, PW = d.OW / 2, PL = PH * PW;
   const PackedForward pk = pack_forward(t, pl, wf, nullptr);
   std::atomic<bool> bad{false};

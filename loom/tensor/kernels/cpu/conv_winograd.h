@@ -1,5 +1,5 @@
-// Winograd F(2x2, 3x3) convolution for f32 on AVX-512 (conv_winograd_avx512.cpp), used by
-// the implicit-GEMM kernels (conv_direct_avx512.cpp) for 3x3, unit-stride, undilated,
+// Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution for f32 on AVX-512
+// (conv_winograd_avx512.cpp), used by the implicit-GEMM kernels (conv_direct_avx512.cpp) for 3x3, unit-stride, undilated,
 // ungrouped layers, as cuDNN's and oneDNN's Winograd algorithms are.
 //
 // Each 2 x 2 block of output pixels (a "tile") is computed from the 4 x 4 block of padded
@@ -33,21 +33,33 @@ bool winograd_applies(const ConvDims& d);
 // Tile geometry of one image: TH x TW tiles cover the OH x OW output. The kernels read
 // the input's unpadded C x H x W planes; the padding (ph, pw) and whatever the last tiles
 // read past the output are zeros of masked loads.
+//
+// m is the tile's side: F(2x2, 3x3) (m = 2, 16 positions; every pass) or, for forward
+// convolutions (the forward pass, and backward-data, which is one), F(4x4, 3x3) (m = 4:
+// 6 x 6 input blocks, 36 positions, 36 multiplies per 16 outputs instead of 64, as oneDNN's
+// wino_4x3). m = 4 reads the input through a channels-last copy (channels in lanes) and keeps
+// V[xi][tile][c]; its transforms have coefficients up to 8 (B^T, A^T) and 1/24 (G), so its
+// results round a little further from the direct kernels' (tests bound both).
 struct WinogradGeom {
+  int m;               // output tile side: 2 or 4
   int64_t C, O, Opad;  // input channels, output channels (Opad: rounded up to 16)
   int64_t H, W, ph, pw;
   int64_t OH, OW, TH, TW, T;
-  explicit WinogradGeom(const ConvDims& d);
+  explicit WinogradGeom(const ConvDims& d, int m = 2);
+  int64_t positions() const { return (m + 2) * (m + 2); }
 };
 
-// U[16][C][Opad] = G w[o][c] G^T, zero for o >= O.
+// The forward pass's tile: 4 for outputs of at least 4 x 4 whose buffers fit (fewer: 2).
+int winograd_forward_tile(const ConvDims& d);
+
+// U[positions][C][Opad] = G w[o][c] G^T, zero for o >= O.
 void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U);
 // yt[pixel][Opad] (OH * OW pixels, pixel = oh * OW + ow) = conv(img) + bias (Opad floats,
 // zero-padded, or null), rectified when relu -- the layout of the implicit-GEMM kernels'
 // transposed output tile. img: the C unpadded H x W planes of one image.
 void winograd_forward_image(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
                             bool relu);
-// acc[16][C][Opad] += the transform-domain weight gradient of one image, from its input
+// (m = 2 only:) acc[16][C][Opad] += the transform-domain weight gradient of one image, from its input
 // planes and its output gradient gyt[pixel][Opad] (zero past O).
 void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc);
 // gw[O][C][3][3] = G^T acc[.][c][o] G.

@@ -1,10 +1,12 @@
-// Winograd F(2x2, 3x3) on AVX-512 (see conv_winograd.h for the formulation). Compiled with
-// -mavx512f and friends; only reached when the CPU reports AVX-512.
+// Winograd F(2x2, 3x3) and F(4x4, 3x3) on AVX-512 (see conv_winograd.h for the
+// formulation). Compiled with -mavx512f and friends; only reached when the CPU reports
+// AVX-512.
 //
-// Layouts, per image: V[xi][c][tile] (input transform; tiles contiguous, so the GEMMs
-// broadcast them), M[xi][tile][o] and DY[xi][tile][o] (output channels in lanes, as the
-// implicit-GEMM register tiles produce and read them), U[xi][c][o] and the weight-gradient
-// accumulator acc[xi][c][o].
+// Layouts, per image, F(2x2): V[xi][c][tile] (input transform; tiles contiguous, so the
+// GEMMs broadcast them), M[xi][tile][o] and DY[xi][tile][o] (output channels in lanes, as
+// the implicit-GEMM register tiles produce and read them), U[xi][c][o] and the
+// weight-gradient accumulator acc[xi][c][o]. F(4x4) (forward only) transforms 16 channels
+// per vector from a channels-last copy of the image into V[xi][tile][c]; M and U as above.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -13,8 +15,10 @@
 #include <numeric>
 #include <vector>
 
+#include "loom/base/error.h"
 #include "loom/tensor/kernels/cpu/conv.h"
 #include "loom/tensor/kernels/cpu/conv_winograd.h"
+#include "loom/tensor/kernels/cpu/transpose.h"
 
 namespace loom::cpu::detail {
 
@@ -26,6 +30,18 @@ namespace {
 
 // Per-image transform buffers (floats): V plus M (forward) or DY (weight gradient).
 int64_t image_floats(const WinogradGeom& g) { return 16 * g.T * (g.C + g.Opad); }
+
+// F(4x4, 3x3) per image: the channels-last input copy (H x W pixels of Cpad floats),
+// V[36][T][Cpad] and M[36][T][Opad].
+int64_t cpad(const WinogradGeom& g) { return (g.C + 15) / 16 * 16; }
+// V's and M's strides from one position xi to the next: a line more than their T tiles, so
+// that the 36 positions of a tile do not all fall in one L1 set when T * 16 floats is a
+// multiple of 4 KiB (a 14 x 14 image: 16 tiles).
+int64_t v4_stride(const WinogradGeom& g) { return g.T * cpad(g) + 16; }
+int64_t m4_stride(const WinogradGeom& g) { return g.T * g.Opad + 16; }
+int64_t image4_floats(const WinogradGeom& g) {
+  return g.H * g.W * cpad(g) + 36 * (v4_stride(g) + m4_stride(g));
+}
 
 // The GEMMs' item offsets: base[j] = j * stride for j < n.
 const int64_t* ramp(std::vector<int64_t>& v, int64_t n, int64_t stride) {
@@ -106,12 +122,167 @@ void tile_pixels(const WinogradGeom& g, int64_t t, int64_t p[4]) {
     }
 }
 
+
+// ---- F(4x4, 3x3), forward ------------------------------------------------------------
+// B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+inline void bt6(const __m512 d[6], __m512 r[6]) {
+  const __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f), two = _mm512_set1_ps(2.0f);
+  const __m512 s12 = _mm512_add_ps(d[1], d[2]), s34 = _mm512_add_ps(d[3], d[4]);
+  const __m512 d12 = _mm512_sub_ps(d[1], d[2]), d43 = _mm512_sub_ps(d[4], d[3]);
+  const __m512 d31 = _mm512_sub_ps(d[3], d[1]), d42 = _mm512_sub_ps(d[4], d[2]);
+  r[0] = _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4]));
+  r[1] = _mm512_fnmadd_ps(four, s12, s34);
+  r[2] = _mm512_fmadd_ps(four, d12, d43);
+  r[3] = _mm512_fmadd_ps(two, d31, d42);
+  r[4] = _mm512_fnmadd_ps(two, d31, d42);
+  r[5] = _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5]));
+}
+
+// A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+inline void at6(const __m512 m[6], __m512 o[4]) {
+  const __m512 s12 = _mm512_add_ps(m[1], m[2]), d12 = _mm512_sub_ps(m[1], m[2]);
+  const __m512 s34 = _mm512_add_ps(m[3], m[4]), d34 = _mm512_sub_ps(m[3], m[4]);
+  o[0] = _mm512_add_ps(_mm512_add_ps(m[0], s12), s34);
+  o[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d34, d12);
+  o[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), s34, s12);
+  o[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d34, d12), m[5]);
+}
+
+// G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+inline void g3(__m512 a, __m512 b, __m512 c, __m512 r[6]) {
+  const __m512 ac = _mm512_add_ps(a, c);
+  const __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 24), a, _mm512_mul_ps(_mm512_set1_ps(1.0f / 6), c));
+  const __m512 b12 = _mm512_mul_ps(_mm512_set1_ps(1.0f / 12), b);
+  r[0] = _mm512_mul_ps(_mm512_set1_ps(0.25f), a);
+  r[1] = _mm512_mul_ps(_mm512_set1_ps(-1.0f / 6), _mm512_add_ps(ac, b));
+  r[2] = _mm512_mul_ps(_mm512_set1_ps(-1.0f / 6), _mm512_sub_ps(ac, b));
+  r[3] = _mm512_add_ps(q, b12);
+  r[4] = _mm512_sub_ps(q, b12);
+  r[5] = c;
+}
+
+void pack_weights4(const WinogradGeom& g, const float* w, float* U) {
+  // As winograd_pack_weights: 16 output channels per vector, their 9 taps gathered.
+  const __m512i lane = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(static_cast<int32_t>(g.C * 9)));
+  for (int64_t ob = 0; ob < g.Opad; ob += 16) {
+    const __mmask16 valid = static_cast<__mmask16>((1u << std::clamp<int64_t>(g.O - ob, 0, 16)) - 1);
+    for (int64_t c = 0; c < g.C; ++c) {
+      const float* k = w + (ob * g.C + c) * 9;
+      __m512 tap[9];
+      for (int t = 0; t < 9; ++t) tap[t] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, lane, k + t, 4);
+      __m512 gk[6][3];  // G k: rows
+      for (int s = 0; s < 3; ++s) {
+        __m512 r[6];
+        g3(tap[s], tap[3 + s], tap[6 + s], r);
+        for (int i = 0; i < 6; ++i) gk[i][s] = r[i];
+      }
+      for (int i = 0; i < 6; ++i) {
+        __m512 u[6];
+        g3(gk[i][0], gk[i][1], gk[i][2], u);
+        for (int j = 0; j < 6; ++j) _mm512_storeu_ps(U + ((6 * i + j) * g.C + c) * g.Opad + ob, u[j]);
+      }
+    }
+  }
+}
+
+// The channels-last copy of one image, X[(r * W + s) * Cp + c] = img[c][r][s] (zero for
+// c >= C): one transpose of the C x HW planes.
+const float* channels_last4(const WinogradGeom& g, const float* img) {
+  thread_local std::vector<float> buf;
+  float* X = scratch(buf, static_cast<size_t>(g.H * g.W * cpad(g)));
+  transpose_f32_avx512(img, g.H * g.W, g.C, g.H * g.W, X, cpad(g), /*full_rows=*/true);
+  return X;
+}
+
+void forward_image4(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
+                    bool relu) {
+  thread_local std::vector<float> buf;
+  thread_local std::vector<int64_t> base_buf, off_buf;
+  const int64_t Cp = cpad(g);
+  const int64_t vx = v4_stride(g), mx = m4_stride(g);  // one position xi to the next
+  float* V = scratch(buf, static_cast<size_t>(36 * (vx + mx)));
+  float* M = V + 36 * vx;
+  const float* X = channels_last4(g, img);
+  // V[xi][tile][c] = B^T d B per tile and 16 channels: rows, then columns.
+  for (int64_t th = 0; th < g.TH; ++th)
+    for (int64_t tw = 0; tw < g.TW; ++tw) {
+      const int64_t t = th * g.TW + tw;
+      // The 6 x 6 input block under the tile: rows 4 th - ph .., columns 4 tw - pw ..;
+      // pixels outside the image (the padding, the last tiles' overhang) are zero.
+      const int64_t r0 = 4 * th - g.ph, s0 = 4 * tw - g.pw;
+      bool row_in[6], col_in[6];
+      for (int i = 0; i < 6; ++i) row_in[i] = r0 + i >= 0 && r0 + i < g.H, col_in[i] = s0 + i >= 0 && s0 + i < g.W;
+      for (int64_t cb = 0; cb < Cp; cb += 16) {
+        // (an integer address: it may lie outside X where the pixel is)
+        const uintptr_t x = reinterpret_cast<uintptr_t>(X + cb) + static_cast<uintptr_t>((r0 * g.W + s0) * Cp * 4);
+        __m512 r[6][6];  // r[i][j]: B^T over the rows of column j
+        for (int j = 0; j < 6; ++j) {
+          __m512 d[6], o[6];
+          for (int i = 0; i < 6; ++i)
+            d[i] = row_in[i] && col_in[j]
+                       ? _mm512_loadu_ps(reinterpret_cast<const float*>(x + static_cast<uintptr_t>((i * g.W + j) * Cp * 4)))
+                       : _mm512_setzero_ps();
+          bt6(d, o);
+          for (int i = 0; i < 6; ++i) r[i][j] = o[i];
+        }
+        float* v = V + t * Cp + cb;
+        for (int i = 0; i < 6; ++i) {
+          __m512 o[6];
+          bt6(r[i], o);
+          for (int j = 0; j < 6; ++j) _mm512_storeu_ps(v + (6 * i + j) * vx, o[j]);
+        }
+      }
+    }
+  // M[xi][tile][o] = sum_c V[xi][tile][c] * U[xi][c][o].
+  const int64_t* base = ramp(base_buf, g.T, Cp);
+  const int64_t* off = ramp(off_buf, g.C, 1);
+  for (int xi = 0; xi < 36; ++xi)
+    for (int64_t ob = 0; ob < g.Opad; ob += 64) {
+      const int nv = static_cast<int>(std::min<int64_t>(4, (g.Opad - ob) / 16));
+      conv_register_tiles(nv, g.T, g.C, U + xi * g.C * g.Opad + ob, g.Opad, V + xi * vx, base, off,
+                          M + xi * mx + ob, g.Opad, false, nullptr, false);
+    }
+  // y = A^T m A per tile, plus bias, into the output pixels it covers.
+  for (int64_t th = 0; th < g.TH; ++th)
+    for (int64_t tw = 0; tw < g.TW; ++tw) {
+      const int64_t t = th * g.TW + tw;
+      const int64_t rows = std::min<int64_t>(4, g.OH - 4 * th), cols = std::min<int64_t>(4, g.OW - 4 * tw);
+      for (int64_t v = 0; v < g.Opad; v += 16) {
+        const float* m = M + t * g.Opad + v;
+        __m512 s[4][6];  // s[a][j]: A^T over the rows of column j
+        for (int j = 0; j < 6; ++j) {
+          __m512 c[6], o[4];
+          for (int i = 0; i < 6; ++i) c[i] = _mm512_loadu_ps(m + (6 * i + j) * mx);
+          at6(c, o);
+          for (int a = 0; a < 4; ++a) s[a][j] = o[a];
+        }
+        const __m512 bv = bias ? _mm512_loadu_ps(bias + v) : _mm512_setzero_ps();
+        for (int64_t a = 0; a < rows; ++a) {
+          __m512 y[4];
+          at6(s[a], y);
+          float* out = yt + ((4 * th + a) * g.OW + 4 * tw) * g.Opad + v;
+          for (int64_t b = 0; b < cols; ++b) {
+            __m512 q = _mm512_add_ps(y[b], bv);
+            if (relu) q = _mm512_max_ps(q, _mm512_setzero_ps());  // NaN -> 0, as the relu op
+            _mm512_storeu_ps(out + b * g.Opad, q);
+          }
+        }
+      }
+    }
+}
 }  // namespace
 
-WinogradGeom::WinogradGeom(const ConvDims& d) {
+WinogradGeom::WinogradGeom(const ConvDims& d, int tile) : m(tile) {
   C = d.C, O = d.O, Opad = (d.O + 15) / 16 * 16;
   H = d.H, W = d.W, ph = d.ph, pw = d.pw;
-  OH = d.OH, OW = d.OW, TH = (d.OH + 1) / 2, TW = (d.OW + 1) / 2, T = TH * TW;
+  OH = d.OH, OW = d.OW, TH = (d.OH + m - 1) / m, TW = (d.OW + m - 1) / m, T = TH * TW;
+}
+
+int winograd_forward_tile(const ConvDims& d) {
+  if (d.OH < 4 || d.OW < 4) return 2;
+  const WinogradGeom g(d, 4);
+  return image4_floats(g) * 4 <= (int64_t{4} << 20) ? 4 : 2;
 }
 
 bool winograd_applies(const ConvDims& d) {
@@ -123,6 +294,7 @@ bool winograd_applies(const ConvDims& d) {
 }
 
 void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U) {
+  if (g.m == 4) return pack_weights4(g, w, U);
   // 16 output channels per vector: their 9 taps of channel c gathered (lanes past O get
   // zero), then G k G^T with G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1], rows then columns.
   const __m512 half = _mm512_set1_ps(0.5f);
@@ -157,6 +329,7 @@ void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U) {
 
 void winograd_forward_image(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
                             bool relu) {
+  if (g.m == 4) return forward_image4(g, U, bias, img, yt, relu);
   thread_local std::vector<float> buf;
   thread_local std::vector<int64_t> base_buf, off_buf;
   float* V = scratch(buf, static_cast<size_t>(image_floats(g)));
@@ -200,6 +373,7 @@ void winograd_forward_image(const WinogradGeom& g, const float* U, const float* 
 }
 
 void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc) {
+  LOOM_CHECK(g.m == 2, "conv2d winograd: the weight gradient runs F(2x2, 3x3) only");
   thread_local std::vector<float> buf;
   thread_local std::vector<int64_t> base_buf, off_buf;
   float* V = scratch(buf, static_cast<size_t>(image_floats(g)));
