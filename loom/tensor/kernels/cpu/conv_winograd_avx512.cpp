@@ -29,7 +29,13 @@ namespace loom::cpu::detail {
 namespace {
 
 // Per-image transform buffers (floats): V plus M (forward) or DY (weight gradient).
-int64_t image_floats(const WinogradGeom& g) { return 16 * g.T * (g.C + g.Opad); }
+// V's and M's (or DY's) strides from one position xi to the next, a line more than their
+// contents, so that a tile's 16 positions do not all fall in one L1 set when the contents
+// are a multiple of 4 KiB (7 x 7 outputs, 64 channels: 16 tiles x 64 floats). The weight
+// gradient of such a layer ran at half speed without.
+int64_t v2_stride(const WinogradGeom& g) { return g.C * g.T + 16; }
+int64_t m2_stride(const WinogradGeom& g) { return g.T * g.Opad + 16; }
+int64_t image_floats(const WinogradGeom& g) { return 16 * (v2_stride(g) + m2_stride(g)); }
 
 // F(4x4, 3x3) per image: the channels-last input copy (H x W pixels of Cpad floats),
 // V[36][T][Cpad] and M[36][T][Opad].
@@ -96,7 +102,7 @@ void input_transform(const WinogradGeom& g, const float* img, float* V) {
         const __m512 tb[4] = {_mm512_sub_ps(b[0], b[2]), _mm512_add_ps(b[1], b[2]), _mm512_sub_ps(b[2], b[1]),
                               _mm512_sub_ps(b[1], b[3])};
         float* out = V + (c * g.T + th * g.TW + tw0);
-        const int64_t xs = g.C * g.T;  // one position xi to the next
+        const int64_t xs = v2_stride(g);  // one position xi to the next
         for (int i = 0; i < 4; ++i) {
           const __m512 e0 = _mm512_permutex2var_ps(ta[i], sel[0], tb[i]);
           const __m512 o0 = _mm512_permutex2var_ps(ta[i], sel[1], tb[i]);
@@ -333,18 +339,18 @@ void winograd_forward_image(const WinogradGeom& g, const float* U, const float* 
   thread_local std::vector<float> buf;
   thread_local std::vector<int64_t> base_buf, off_buf;
   float* V = scratch(buf, static_cast<size_t>(image_floats(g)));
-  float* M = V + 16 * g.C * g.T;
+  float* M = V + 16 * v2_stride(g);
   input_transform(g, img, V);
   const int64_t* base = ramp(base_buf, g.T, 1);
   const int64_t* off = ramp(off_buf, g.C, g.T);
   for (int xi = 0; xi < 16; ++xi)
     for (int64_t ob = 0; ob < g.Opad; ob += 64) {
       const int nv = static_cast<int>(std::min<int64_t>(4, (g.Opad - ob) / 16));
-      conv_register_tiles(nv, g.T, g.C, U + xi * g.C * g.Opad + ob, g.Opad, V + xi * g.C * g.T, base, off,
-                          M + xi * g.T * g.Opad + ob, g.Opad, false, nullptr, false);
+      conv_register_tiles(nv, g.T, g.C, U + xi * g.C * g.Opad + ob, g.Opad, V + xi * v2_stride(g), base, off,
+                          M + xi * m2_stride(g) + ob, g.Opad, false, nullptr, false);
     }
   // A^T m A per tile (A^T = [1 1 1 0; 0 1 -1 -1]), plus bias, into the pixels it covers.
-  const int64_t xs = g.T * g.Opad;
+  const int64_t xs = m2_stride(g);
   for (int64_t t = 0; t < g.T; ++t) {
     int64_t p[4];
     tile_pixels(g, t, p);
@@ -377,11 +383,11 @@ void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* 
   thread_local std::vector<float> buf;
   thread_local std::vector<int64_t> base_buf, off_buf;
   float* V = scratch(buf, static_cast<size_t>(image_floats(g)));
-  float* DY = V + 16 * g.C * g.T;
+  float* DY = V + 16 * v2_stride(g);
   input_transform(g, img, V);
   // DY[xi][tile][o] = A dy A^T (A = [1 0; 1 1; 1 -1; 0 -1]): rows (r0, r0 + r1, r0 - r1, -r1),
   // then the same over columns. Pixels outside the output count as zero.
-  const int64_t xs = g.T * g.Opad;
+  const int64_t xs = m2_stride(g);
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t t = 0; t < g.T; ++t) {
     int64_t p[4];
@@ -412,7 +418,7 @@ void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* 
   for (int xi = 0; xi < 16; ++xi)
     for (int64_t ob = 0; ob < g.Opad; ob += 64) {
       const int nv = static_cast<int>(std::min<int64_t>(4, (g.Opad - ob) / 16));
-      conv_register_tiles(nv, g.C, g.T, DY + xi * xs + ob, g.Opad, V + xi * g.C * g.T, base, off,
+      conv_register_tiles(nv, g.C, g.T, DY + xi * xs + ob, g.Opad, V + xi * v2_stride(g), base, off,
                           acc + xi * g.C * g.Opad + ob, g.Opad, true, nullptr, false);
     }
 }
