@@ -123,13 +123,12 @@ struct Plan {
   std::optional<WinogradGeom> wino;
   std::vector<int64_t> taps, pix;
 
-  // forward: a forward pass's plan (whose Winograd tiles may be 4 x 4; see conv_winograd.h).
-  explicit Plan(const ConvDims& d, bool forward = false) {
+  explicit Plan(const ConvDims& d) {
     Cg = d.C / d.G, Og = d.O / d.G, Opad = (Og + 15) / 16 * 16;
     CKK = Cg * d.KH * d.KW, L = d.OH * d.OW;
     pad = d.ph > 0 || d.pw > 0;
     if (winograd_applies(d)) {
-      wino.emplace(d, forward ? winograd_forward_tile(d) : 2);
+      wino.emplace(d, winograd_tile(d));
       pad = false;
     }
     Hp = pad ? d.H + 2 * d.ph : d.H, Wp = pad ? d.W + 2 * d.pw : d.W, plane = Hp * Wp;
@@ -795,7 +794,7 @@ bool fused_pool_applies(const ConvDims& d, const Plan& pl) {
 
 void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y, const float* bias,
                                 bool relu) {
-  const Plan pl(d, /*forward=*/true);
+  const Plan pl(d);
   if (pl.L == 0 || d.N == 0) return;
   if (use_rows(d, pl)) return forward_rows(d, pl, x, w, y, bias, relu);
   const PackedForward pk = pack_forward(d, pl, w, bias);
@@ -805,7 +804,7 @@ void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* 
 
 bool conv_direct_forward_pool2x2_avx512(const ConvDims& d, const float* x, const float* w, const float* bias,
                                         bool relu, float* y, int32_t* idx) {
-  const Plan pl(d, /*forward=*/true);
+  const Plan pl(d);
   if (rows_pool_applies(d, pl)) {
     forward_rows_pool2x2(d, pl, x, w, bias, relu, y, idx);
     return true;
@@ -969,7 +968,7 @@ bool conv_direct_backward_input_pool2x2_avx512(const ConvDims& d, const float* g
   ConvDims t;
   const float* wf = nullptr;
   if (!flipped_problem(d, w, t, wf)) return false;
-  const Plan pl(t, /*forward=*/true);
+  const Plan pl(t);
   const int64_t PH = d.OH / 2, PW = d.OW / 2, PL = PH * PW;
   const PackedForward pk = pack_forward(t, pl, wf, nullptr);
   std::atomic<bool> bad{false};

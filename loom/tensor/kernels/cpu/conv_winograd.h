@@ -49,8 +49,9 @@ struct WinogradGeom {
   int64_t positions() const { return (m + 2) * (m + 2); }
 };
 
-// The forward pass's tile: 4 for outputs of at least 4 x 4 whose buffers fit (fewer: 2).
-int winograd_forward_tile(const ConvDims& d);
+// The tile side a problem's passes use: 4 for outputs of at least 4 x 4 whose per-image
+// buffers fit (else 2).
+int winograd_tile(const ConvDims& d);
 
 // U[positions][C][Opad] = G w[o][c] G^T, zero for o >= O.
 void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U);
@@ -59,7 +60,7 @@ void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U);
 // transposed output tile. img: the C unpadded H x W planes of one image.
 void winograd_forward_image(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
                             bool relu);
-// (m = 2 only:) acc[16][C][Opad] += the transform-domain weight gradient of one image, from its input
+// acc[positions][C][Opad] += the transform-domain weight gradient of one image, from its input
 // planes and its output gradient gyt[pixel][Opad] (zero past O).
 void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc);
 // gw[O][C][3][3] = G^T acc[.][c][o] G.

@@ -201,16 +201,11 @@ const float* channels_last4(const WinogradGeom& g, const float* img) {
   return X;
 }
 
-void forward_image4(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
-                    bool relu) {
-  thread_local std::vector<float> buf;
-  thread_local std::vector<int64_t> base_buf, off_buf;
-  const int64_t Cp = cpad(g);
-  const int64_t vx = v4_stride(g), mx = m4_stride(g);  // one position xi to the next
-  float* V = scratch(buf, static_cast<size_t>(36 * (vx + mx)));
-  float* M = V + 36 * vx;
+// V[xi][tile][c] = B^T d B for every tile's 6 x 6 input block d, 16 channels per vector
+// (rows, then columns), from the image's channels-last copy.
+void input_transform4(const WinogradGeom& g, const float* img, float* V) {
+  const int64_t Cp = cpad(g), vx = v4_stride(g);  // vx: one position xi to the next
   const float* X = channels_last4(g, img);
-  // V[xi][tile][c] = B^T d B per tile and 16 channels: rows, then columns.
   for (int64_t th = 0; th < g.TH; ++th)
     for (int64_t tw = 0; tw < g.TW; ++tw) {
       const int64_t t = th * g.TW + tw;
@@ -240,6 +235,16 @@ void forward_image4(const WinogradGeom& g, const float* U, const float* bias, co
         }
       }
     }
+}
+
+void forward_image4(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
+                    bool relu) {
+  thread_local std::vector<float> buf;
+  thread_local std::vector<int64_t> base_buf, off_buf;
+  const int64_t Cp = cpad(g), vx = v4_stride(g), mx = m4_stride(g);  // one position xi to the next
+  float* V = scratch(buf, static_cast<size_t>(36 * (vx + mx)));
+  float* M = V + 36 * vx;
+  input_transform4(g, img, V);
   // M[xi][tile][o] = sum_c V[xi][tile][c] * U[xi][c][o].
   const int64_t* base = ramp(base_buf, g.T, Cp);
   const int64_t* off = ramp(off_buf, g.C, 1);
@@ -277,6 +282,95 @@ void forward_image4(const WinogradGeom& g, const float* U, const float* bias, co
       }
     }
 }
+
+// The adjoint of at6: the 4 values y spread over 6 positions, A y with A = (A^T)^T.
+inline void a6(const __m512 y[4], __m512 o[6]) {
+  const __m512 s02 = _mm512_add_ps(y[0], y[2]), s13 = _mm512_add_ps(y[1], y[3]);
+  const __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), y[2], y[0]);
+  const __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), y[3], y[1]);  // (2 y1 + 8 y3) / 2
+  o[0] = y[0];
+  o[1] = _mm512_add_ps(s02, s13);
+  o[2] = _mm512_sub_ps(s02, s13);
+  o[3] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), q, p);
+  o[4] = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), q, p);
+  o[5] = y[3];
+}
+
+// acc[xi][c][o] += sum over tiles V[xi][tile][c] * DY[xi][tile][o], DY = A dy A^T.
+void wgrad_image4(const WinogradGeom& g, const float* img, const float* gyt, float* acc) {
+  thread_local std::vector<float> buf;
+  thread_local std::vector<int64_t> base_buf, off_buf;
+  const int64_t Cp = cpad(g), vx = v4_stride(g), mx = m4_stride(g);
+  float* V = scratch(buf, static_cast<size_t>(36 * (vx + mx)));
+  float* DY = V + 36 * vx;
+  input_transform4(g, img, V);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t th = 0; th < g.TH; ++th)
+    for (int64_t tw = 0; tw < g.TW; ++tw) {
+      const int64_t t = th * g.TW + tw;
+      const int64_t rows = std::min<int64_t>(4, g.OH - 4 * th), cols = std::min<int64_t>(4, g.OW - 4 * tw);
+      for (int64_t v = 0; v < g.Opad; v += 16) {
+        // Pixels outside the output count as zero.
+        __m512 z[4][6];  // z[a][j]: A over the columns of row a
+        for (int a = 0; a < 4; ++a) {
+          __m512 y[4];
+          for (int b = 0; b < 4; ++b)
+            y[b] = a < rows && b < cols ? _mm512_loadu_ps(gyt + ((4 * th + a) * g.OW + 4 * tw + b) * g.Opad + v) : zero;
+          a6(y, z[a]);
+        }
+        float* out = DY + t * g.Opad + v;
+        for (int j = 0; j < 6; ++j) {
+          const __m512 y[4] = {z[0][j], z[1][j], z[2][j], z[3][j]};
+          __m512 o[6];
+          a6(y, o);
+          for (int i = 0; i < 6; ++i) _mm512_storeu_ps(out + (6 * i + j) * mx, o[i]);
+        }
+      }
+    }
+  const int64_t* base = ramp(base_buf, g.C, 1);
+  const int64_t* off = ramp(off_buf, g.T, Cp);
+  for (int xi = 0; xi < 36; ++xi)
+    for (int64_t ob = 0; ob < g.Opad; ob += 64) {
+      const int nv = static_cast<int>(std::min<int64_t>(4, (g.Opad - ob) / 16));
+      conv_register_tiles(nv, g.C, g.T, DY + xi * mx + ob, g.Opad, V + xi * vx, base, off,
+                          acc + xi * g.C * g.Opad + ob, g.Opad, true, nullptr, false);
+    }
+}
+
+// gw[o][c] = G^T acc[.][c][o] G (3 x 6 . 6 x 6 . 6 x 3), 16 output channels per vector.
+void wgrad_finish4(const WinogradGeom& g, const float* acc, float* gw) {
+  // G^T's rows: (1/4, -1/6, -1/6, 1/24, 1/24, 0), (0, -1/6, 1/6, 1/12, -1/12, 0),
+  // (0, -1/6, -1/6, 1/6, 1/6, 1).
+  auto gt = [](const __m512 a[6], __m512 r[3]) {
+    const __m512 s12 = _mm512_add_ps(a[1], a[2]), d12 = _mm512_sub_ps(a[2], a[1]);
+    const __m512 s34 = _mm512_add_ps(a[3], a[4]), d34 = _mm512_sub_ps(a[3], a[4]);
+    const __m512 sixth = _mm512_set1_ps(1.0f / 6);
+    r[0] = _mm512_fmadd_ps(_mm512_set1_ps(0.25f), a[0],
+                           _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 24), s34, _mm512_mul_ps(_mm512_set1_ps(-1.0f / 6), s12)));
+    r[1] = _mm512_fmadd_ps(sixth, d12, _mm512_mul_ps(_mm512_set1_ps(1.0f / 12), d34));
+    r[2] = _mm512_add_ps(_mm512_mul_ps(sixth, _mm512_sub_ps(s34, s12)), a[5]);
+  };
+  alignas(64) float k[9][16];
+  for (int64_t ob = 0; ob < g.Opad; ob += 16) {
+    const int64_t lanes_valid = std::min<int64_t>(16, g.O - ob);
+    for (int64_t c = 0; c < g.C; ++c) {
+      __m512 r[3][6];  // r[k][j]: G^T over the rows of column j
+      for (int j = 0; j < 6; ++j) {
+        __m512 a[6], o[3];
+        for (int i = 0; i < 6; ++i) a[i] = _mm512_loadu_ps(acc + ((6 * i + j) * g.C + c) * g.Opad + ob);
+        gt(a, o);
+        for (int q = 0; q < 3; ++q) r[q][j] = o[q];
+      }
+      for (int q = 0; q < 3; ++q) {
+        __m512 o[3];
+        gt(r[q], o);
+        for (int l = 0; l < 3; ++l) _mm512_store_ps(k[q * 3 + l], o[l]);
+      }
+      for (int64_t lane = 0; lane < lanes_valid; ++lane)
+        for (int t = 0; t < 9; ++t) gw[((ob + lane) * g.C + c) * 9 + t] = k[t][lane];
+    }
+  }
+}
 }  // namespace
 
 WinogradGeom::WinogradGeom(const ConvDims& d, int tile) : m(tile) {
@@ -285,7 +379,7 @@ WinogradGeom::WinogradGeom(const ConvDims& d, int tile) : m(tile) {
   OH = d.OH, OW = d.OW, TH = (d.OH + m - 1) / m, TW = (d.OW + m - 1) / m, T = TH * TW;
 }
 
-int winograd_forward_tile(const ConvDims& d) {
+int winograd_tile(const ConvDims& d) {
   if (d.OH < 4 || d.OW < 4) return 2;
   const WinogradGeom g(d, 4);
   return image4_floats(g) * 4 <= (int64_t{4} << 20) ? 4 : 2;
@@ -379,7 +473,7 @@ void winograd_forward_image(const WinogradGeom& g, const float* U, const float* 
 }
 
 void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc) {
-  LOOM_CHECK(g.m == 2, "conv2d winograd: the weight gradient runs F(2x2, 3x3) only");
+  if (g.m == 4) return wgrad_image4(g, img, gyt, acc);
   thread_local std::vector<float> buf;
   thread_local std::vector<int64_t> base_buf, off_buf;
   float* V = scratch(buf, static_cast<size_t>(image_floats(g)));
@@ -424,6 +518,7 @@ void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* 
 }
 
 void winograd_wgrad_finish(const WinogradGeom& g, const float* acc, float* gw) {
+  if (g.m == 4) return wgrad_finish4(g, acc, gw);
   // G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1], over rows then columns.
   for (int64_t o = 0; o < g.O; ++o)
     for (int64_t c = 0; c < g.C; ++c) {
