@@ -167,8 +167,20 @@ inline void g3(__m512 a, __m512 b, __m512 c, __m512 r[6]) {
   r[5] = c;
 }
 
-void pack_weights4(const WinogradGeom& g, const float* w, float* U) {
-  // As winograd_pack_weights: 16 output channels per vector, their 9 taps gathered.
+// G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1] (F(2x2, 3x3)) applied to a column (a, b, c).
+inline void g2(__m512 a, __m512 b, __m512 c, __m512 r[4]) {
+  const __m512 half = _mm512_set1_ps(0.5f);
+  r[0] = a;
+  r[1] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(a, b), c));
+  r[2] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(a, b), c));
+  r[3] = c;
+}
+
+// U[P * i + j][c][o] = (G k G^T)[i][j] for the P x 3 matrix G that gmul applies: 16 output
+// channels per vector, their 9 taps of channel c gathered (lanes past O get zero), then G
+// over the kernel's rows and over its columns.
+template <int P, typename GMul>
+void pack_weights_by(const WinogradGeom& g, const float* w, float* U, GMul gmul) {
   const __m512i lane = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                           _mm512_set1_epi32(static_cast<int32_t>(g.C * 9)));
   for (int64_t ob = 0; ob < g.Opad; ob += 16) {
@@ -177,16 +189,16 @@ void pack_weights4(const WinogradGeom& g, const float* w, float* U) {
       const float* k = w + (ob * g.C + c) * 9;
       __m512 tap[9];
       for (int t = 0; t < 9; ++t) tap[t] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, lane, k + t, 4);
-      __m512 gk[6][3];  // G k: rows
+      __m512 gk[P][3];  // G k: rows
       for (int s = 0; s < 3; ++s) {
-        __m512 r[6];
-        g3(tap[s], tap[3 + s], tap[6 + s], r);
-        for (int i = 0; i < 6; ++i) gk[i][s] = r[i];
+        __m512 r[P];
+        gmul(tap[s], tap[3 + s], tap[6 + s], r);
+        for (int i = 0; i < P; ++i) gk[i][s] = r[i];
       }
-      for (int i = 0; i < 6; ++i) {
-        __m512 u[6];
-        g3(gk[i][0], gk[i][1], gk[i][2], u);
-        for (int j = 0; j < 6; ++j) _mm512_storeu_ps(U + ((6 * i + j) * g.C + c) * g.Opad + ob, u[j]);
+      for (int i = 0; i < P; ++i) {
+        __m512 u[P];
+        gmul(gk[i][0], gk[i][1], gk[i][2], u);
+        for (int j = 0; j < P; ++j) _mm512_storeu_ps(U + ((P * i + j) * g.C + c) * g.Opad + ob, u[j]);
       }
     }
   }
@@ -394,37 +406,8 @@ bool winograd_applies(const ConvDims& d) {
 }
 
 void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U) {
-  if (g.m == 4) return pack_weights4(g, w, U);
-  // 16 output channels per vector: their 9 taps of channel c gathered (lanes past O get
-  // zero), then G k G^T with G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1], rows then columns.
-  const __m512 half = _mm512_set1_ps(0.5f);
-  const __m512i lane = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                          _mm512_set1_epi32(static_cast<int32_t>(g.C * 9)));
-  auto combine = [&](__m512 a, __m512 b, __m512 c, __m512 r[4]) {
-    r[0] = a;
-    r[1] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(a, b), c));
-    r[2] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(a, b), c));
-    r[3] = c;
-  };
-  for (int64_t ob = 0; ob < g.Opad; ob += 16) {
-    const __mmask16 valid = static_cast<__mmask16>((1u << std::clamp<int64_t>(g.O - ob, 0, 16)) - 1);
-    for (int64_t c = 0; c < g.C; ++c) {
-      const float* k = w + (ob * g.C + c) * 9;
-      __m512 tap[9];
-      for (int t = 0; t < 9; ++t) tap[t] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, lane, k + t, 4);
-      __m512 gk[4][3];  // G k: rows
-      for (int s = 0; s < 3; ++s) {
-        __m512 r[4];
-        combine(tap[s], tap[3 + s], tap[6 + s], r);
-        for (int i = 0; i < 4; ++i) gk[i][s] = r[i];
-      }
-      for (int i = 0; i < 4; ++i) {
-        __m512 u[4];
-        combine(gk[i][0], gk[i][1], gk[i][2], u);
-        for (int j = 0; j < 4; ++j) _mm512_storeu_ps(U + ((4 * i + j) * g.C + c) * g.Opad + ob, u[j]);
-      }
-    }
-  }
+  if (g.m == 4) return pack_weights_by<6>(g, w, U, g3);
+  pack_weights_by<4>(g, w, U, g2);
 }
 
 void winograd_forward_image(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
