@@ -1,6 +1,7 @@
 // Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution for f32 on AVX-512
-// (conv_winograd_avx512.cpp), used by the implicit-GEMM kernels (conv_direct_avx512.cpp) for 3x3, unit-stride, undilated,
-// ungrouped layers, as cuDNN's and oneDNN's Winograd algorithms are.
+// (conv_winograd_avx512.cpp), used by the implicit-GEMM kernels (conv_direct_avx512.cpp) for
+// 3x3, unit-stride, undilated, ungrouped layers, as cuDNN's and oneDNN's Winograd algorithms
+// are.
 //
 // Each 2 x 2 block of output pixels (a "tile") is computed from the 4 x 4 block of padded
 // input under it (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
@@ -30,14 +31,14 @@ namespace loom::cpu::detail {
 // (set_conv_winograd). The choice does not depend on the batch size.
 bool winograd_applies(const ConvDims& d);
 
-// Tile geometry of one image: TH x TW tiles cover the OH x OW output. The kernels read
-// the input's unpadded C x H x W planes; the padding (ph, pw) and whatever the last tiles
-// read past the output are zeros of masked loads.
+// Tile geometry of one image: TH x TW tiles of m x m cover the OH x OW output. The kernels
+// read the input's unpadded C x H x W planes; the padding (ph, pw) and whatever the last
+// tiles read past the output are zeros (masked loads, or skipped loads for m = 4).
 //
-// m is the tile's side: F(2x2, 3x3) (m = 2, 16 positions; every pass) or, for forward
-// convolutions (the forward pass, and backward-data, which is one), F(4x4, 3x3) (m = 4:
-// 6 x 6 input blocks, 36 positions, 36 multiplies per 16 outputs instead of 64, as oneDNN's
-// wino_4x3). m = 4 reads the input through a channels-last copy (channels in lanes) and keeps
+// m is the tile's side, the same in every pass of a problem: F(4x4, 3x3) (m = 4: 6 x 6 input
+// blocks, 36 positions, 36 multiplies per 16 outputs and channel pair instead of 64, as
+// oneDNN's wino_4x3) for outputs of at least 4 x 4, else F(2x2, 3x3) (m = 2, 16 positions).
+// m = 4 reads the input through a channels-last copy (channels in lanes) and keeps
 // V[xi][tile][c]; its transforms have coefficients up to 8 (B^T, A^T) and 1/24 (G), so its
 // results round a little further from the direct kernels' (tests bound both).
 struct WinogradGeom {

@@ -5,8 +5,8 @@
 // Layouts, per image, F(2x2): V[xi][c][tile] (input transform; tiles contiguous, so the
 // GEMMs broadcast them), M[xi][tile][o] and DY[xi][tile][o] (output channels in lanes, as
 // the implicit-GEMM register tiles produce and read them), U[xi][c][o] and the
-// weight-gradient accumulator acc[xi][c][o]. F(4x4) (forward only) transforms 16 channels
-// per vector from a channels-last copy of the image into V[xi][tile][c]; M and U as above.
+// weight-gradient accumulator acc[xi][c][o]. F(4x4) transforms 16 channels per vector from a
+// channels-last copy of the image into V[xi][tile][c]; M, DY, U and acc as above.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -15,7 +15,6 @@
 #include <numeric>
 #include <vector>
 
-#include "loom/base/error.h"
 #include "loom/tensor/kernels/cpu/conv.h"
 #include "loom/tensor/kernels/cpu/conv_winograd.h"
 #include "loom/tensor/kernels/cpu/transpose.h"
@@ -128,8 +127,7 @@ void tile_pixels(const WinogradGeom& g, int64_t t, int64_t p[4]) {
     }
 }
 
-
-// ---- F(4x4, 3x3), forward ------------------------------------------------------------
+// ---- F(4x4, 3x3) ------------------------------------------------------------------------
 // B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
 inline void bt6(const __m512 d[6], __m512 r[6]) {
   const __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f), two = _mm512_set1_ps(2.0f);
