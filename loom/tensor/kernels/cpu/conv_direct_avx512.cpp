@@ -179,15 +179,16 @@ void for_pixel_ranges(int64_t N, int64_t L, int64_t parts, F fn) {
   });
 }
 
-// How many pixel ranges the forward kernels cut a batch into: 4 per thread. The pool deals
+// How many pixel ranges the forward kernels cut a batch into: 8 per thread. The pool deals
 // each thread one contiguous block of them and lets a thread that is done take the others'
 // last ones, so a core that lags (this VM's vCPUs do, for seconds at a time) hands work
-// over instead of holding up the call. The 1-channel forward at batch 64 / 256 on 2 threads,
-// interleaved in one process during such a phase: medians 265 -> 230 and 1090 -> 977 us,
-// minima equal; the Winograd forward +-3%.
+// over instead of holding up the call. The 1-channel forward on 2 threads, batch means
+// interleaved in one process during such phases: 1 -> 4 parts per thread, medians 265 -> 230
+// us (batch 64) and 1090 -> 977 us (batch 256); 4 -> 8, 184-243 -> 178-222 us in four of
+// five runs and 1043 -> 912 us; minima equal throughout (16: as 8). The Winograd forward +-3%.
 int64_t forward_parts() {
   const int t = num_threads();
-  return t == 1 ? 1 : 4 * int64_t{t};
+  return t == 1 ? 1 : 8 * int64_t{t};
 }
 
 // One past the last image that part p of for_pixel_ranges(N, L, parts, ..) touches: the
