@@ -192,10 +192,12 @@ int64_t forward_parts() {
 }
 
 // One past the last image that part p of for_pixel_ranges(N, L, parts, ..) touches: the
-// next image is worth prefetching only below it. Beyond it the image is another thread's,
-// and a write prefetch there pulls that thread's freshly written lines over to this core,
-// which it then takes back on the next call (the 1 -> 32 forward at batch 64 on 2 threads:
-// 4-20% faster without, in three in-process A/B runs).
+// next image is worth prefetching only below it. Beyond it the image may be another
+// thread's, and a write prefetch there pulls that thread's freshly written lines over to this
+// core, which it then takes back on the next call (the 1 -> 32 forward at batch 64 on 2
+// threads, one part per thread: 4-20% faster without, in three in-process A/B runs).
+// Prefetching on to the end of the thread's block of parts instead (usually its own next
+// part) measured the same at 4 and 8 parts per thread.
 int64_t part_image_end(int64_t N, int64_t L, int64_t parts, int64_t p) {
   const int64_t b = N * L * (p + 1) / parts;
   return L > 0 ? (b + L - 1) / L : N;
