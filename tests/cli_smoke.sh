@@ -13,6 +13,10 @@ out=$("$loom" bench gemm --threads abc 2>&1); rc=$?
 [ $rc -ne 0 ] || fail "bad --threads exited 0"
 out=$("$loom" bench gemm --sizes 64 --threads 1 --no-peers --repeats 1 2>&1) || fail "bench gemm small: $out"
 echo "$out" | grep -q "64x64x64" || fail "bench gemm printed no row: $out"
+out=$("$loom" bench pool --tasks 1,3 --threads 1,2 --repeats 1 2>&1) || fail "bench pool: $out"
+echo "$out" | grep -q "^3 *2 " || fail "bench pool printed no 3-task row: $out"
+out=$("$loom" bench pool --tasks 0 2>&1); rc=$?
+[ $rc -ne 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "bench pool --tasks 0: rc=$rc '$out'"
 out=$("$loom" train --model bogus 2>&1); rc=$?
 [ $rc -ne 0 ] || fail "train with an unknown model exited 0"
 if [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then

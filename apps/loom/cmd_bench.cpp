@@ -54,6 +54,7 @@ void add_bench(CLI::App& app, Runner& run) {
   add_bench_gemm(*bench, run);
   add_bench_conv(*bench, run);
   add_bench_alloc(*bench, run);
+  add_bench_pool(*bench, run);
   add_bench_train(*bench, run);
   add_bench_trees(*bench, run);
   add_bench_profile(*bench, run);

@@ -30,6 +30,7 @@ void add_common_bench_options(CLI::App& cmd, BenchCommon& o, bool with_repeats =
 void add_bench_gemm(CLI::App& bench, Runner& run);
 void add_bench_conv(CLI::App& bench, Runner& run);
 void add_bench_alloc(CLI::App& bench, Runner& run);
+void add_bench_pool(CLI::App& bench, Runner& run);
 void add_bench_train(CLI::App& bench, Runner& run);
 void add_bench_trees(CLI::App& bench, Runner& run);  // trees and trees-crossover
 

@@ -52,7 +52,7 @@ class ThreadPool {
   void dispatch(int num_tasks, const std::function<void(int)>& fn);  // run_mutex_ held
   void dispatch_for_request(int num_tasks, const std::function<void(int)>& fn);
   void work_on(uint32_t gen);
-  void run_task(int i, int n);
+  void run_task(int i);  // (an exception is kept for run to rethrow)
   // Claims the first (front) or last task left in block b of job `gen`; -1 when none.
   int take(int b, uint32_t gen, bool front);
 
