@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstring>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -509,6 +510,19 @@ struct RowGeom {
   }
 };
 
+// The row geometry of the last layer the calling thread ran, rebuilt when the dims change.
+// Built afresh every call, its vectors were new memory, written on this core and then fetched
+// from it by every other thread of the call: the 1 -> 32 forward on 2 threads ran 24.2-24.7 ->
+// 23.4-23.7 us for 8 images and 167-169 -> 166-167 us for 64 with the cache. (Valid until
+// the thread's next call; pool workers never build one.)
+const RowGeom& row_geometry(const ConvDims& d, const Plan& pl) {
+  static_assert(std::has_unique_object_representations_v<ConvDims>, "dims compared bytewise");
+  thread_local std::optional<RowGeom> geo;
+  thread_local ConvDims at{};
+  if (!geo || std::memcmp(&at, &d, sizeof d) != 0) geo.emplace(d, pl), at = d;
+  return *geo;
+}
+
 bool use_rows(const ConvDims& d, const Plan& pl) { return d.sw == 1 && pl.CKK <= 32; }
 
 // Prefetching the next image's rows pays when the streamed tensor comes from DRAM (a 25 MB
@@ -535,7 +549,7 @@ const float* pack_row_weights(const ConvDims& d, const Plan& pl, const float* w)
 
 void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float* w, float* y, const float* bias,
                   bool relu) {
-  const RowGeom geo(d, pl);
+  const RowGeom& geo = row_geometry(d, pl);
   const int64_t nvec = static_cast<int64_t>(geo.rv.size());
   const float* wr = pack_row_weights(d, pl, w);
   // An output bound for memory is prefetched for writing one image ahead. (Streaming stores
@@ -601,7 +615,7 @@ void forward_rows_pool2x2(const ConvDims& d, const Plan& pl, const float* x, con
 }
 
 void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, const float* gy, float* gw) {
-  const RowGeom geo(d, pl);
+  const RowGeom& geo = row_geometry(d, pl);
   const int64_t nvec = static_cast<int64_t>(geo.rv.size());
   const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(num_threads(), d.N));
   const int64_t gsize = d.G * pl.Og * pl.CKK;
