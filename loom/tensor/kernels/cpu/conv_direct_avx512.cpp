@@ -513,8 +513,8 @@ struct RowGeom {
 // The row geometry of the last layer the calling thread ran, rebuilt when the dims change.
 // Built afresh every call, its vectors were new memory, written on this core and then fetched
 // from it by every other thread of the call: the 1 -> 32 forward on 2 threads ran 24.2-24.7 ->
-// 23.4-23.7 us for 8 images and 167-169 -> 166-167 us for 64 with the cache. (Valid until
-// the thread's next call; pool workers never build one.)
+// 23.4-23.7 us for 8 images and 167-169 -> 166-167 us for 64 with the cache. (The reference
+// is valid until this thread's next row-path call.)
 const RowGeom& row_geometry(const ConvDims& d, const Plan& pl) {
   static_assert(std::has_unique_object_representations_v<ConvDims>, "dims compared bytewise");
   thread_local std::optional<RowGeom> geo;
