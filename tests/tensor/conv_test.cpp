@@ -147,6 +147,11 @@ const std::vector<Case>& cases() {
       {2, 1, 6, 3, 8, 5, 1, 2},
       {1, 1, 4, 5, 8, 3, 1, 3, 3},
       {1, 1, 5, 2, 8, 3, 1, 2, 2},
+      // Batches smaller than the threads' parts: each image's channel tiles dealt out (one
+      // image of 32 channels, three of 20, groups of 12 channels).
+      {1, 1, 7, 9, 32, 3},
+      {3, 1, 6, 6, 20, 3},
+      {1, 2, 6, 6, 24, 3, 1, 1, 1, 2},
   };
   return cs;
 }
