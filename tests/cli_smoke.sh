@@ -13,6 +13,10 @@ out=$("$loom" bench gemm --threads abc 2>&1); rc=$?
 [ $rc -ne 0 ] || fail "bad --threads exited 0"
 out=$("$loom" bench gemm --sizes 64 --threads 1 --no-peers --repeats 1 2>&1) || fail "bench gemm small: $out"
 echo "$out" | grep -q "64x64x64" || fail "bench gemm printed no row: $out"
+# Batch 1 against oneDNN (whose Winograd weight gradient crashes on small batches: the bench
+# must leave it out, not die).
+out=$("$loom" bench conv --batch 1 --threads 1 --repeats 1 2>&1) || fail "bench conv --batch 1: $out"
+echo "$out" | grep -q "^1x32x14x14->64 k3 .*bwd_wgt" || fail "bench conv --batch 1 printed no weight-gradient row: $out"
 out=$("$loom" bench pool --tasks 1,3 --threads 1,2 --repeats 1 2>&1) || fail "bench pool: $out"
 echo "$out" | grep -q "^3 *2 " || fail "bench pool printed no 3-task row: $out"
 out=$("$loom" bench pool --tasks 0 2>&1); rc=$?
