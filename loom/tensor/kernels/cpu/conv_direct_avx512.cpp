@@ -902,15 +902,30 @@ namespace {
 // Parts of the weight gradient's reduction: two per thread (a 2-thread 32 -> 64 weight
 // gradient ran 1.55 -> 1.33 ms and 1.65 -> 1.54 ms in two A/B runs against one per thread;
 // the extra partial sum costs ~10 us).
-int64_t wgrad_part_count() { return num_threads() > 1 ? 2 * num_threads() : 1; }
+// Parts of a weight gradient over `units` (images for Winograd and the pooled kernels,
+// pixels otherwise): two per thread (a lagging thread's second part can be taken over) from
+// 4 units per thread, one per thread below that, never more than there are units. Each part's
+// partial (295 KB for the 32 -> 64 Winograd layer) is zeroed and summed whether it got work or
+// not: 2 threads on that layer, 1 image 108 -> 64 us (1 thread: 65), 2 images 122 -> 76-90, 4
+// images 158 -> 120. Fixed for a given thread count and batch, so results do not depend on
+// scheduling.
+int64_t wgrad_part_count(int64_t units) {
+  const int64_t t = num_threads();
+  return std::max<int64_t>(1, std::min<int64_t>(units, t > 1 && units >= 4 * t ? 2 * t : t));
+}
 
-// Zeroed partial weight gradients gW^T [gi][tap][o], one per part, summed in part order at
-// the end: the result depends on the thread count only, not on scheduling.
+// Partial weight gradients gW^T [gi][tap][o], one per part, summed in part order at the end
+// (wgrad_finish): the result depends on the thread count and batch only, not on scheduling.
+// Each part zeroes its own partial on the thread that fills it (zero_part), and the sum runs
+// on all threads: done by the caller alone, zeroing and summing 4 x 295 KB of Winograd
+// partials took half of a 4-image weight gradient of the 32 -> 64 layer on 2 threads.
 float* wgrad_parts(int64_t parts, int64_t part_size) {
   thread_local std::vector<float> part_buf;
-  float* parts_ptr = scratch(part_buf, static_cast<size_t>(parts * part_size));
-  std::memset(parts_ptr, 0, sizeof(float) * static_cast<size_t>(parts * part_size));
-  return parts_ptr;
+  return scratch(part_buf, static_cast<size_t>(parts * part_size));
+}
+
+void zero_part(float* parts_ptr, int64_t p, int64_t part_size) {
+  std::memset(parts_ptr + p * part_size, 0, sizeof(float) * static_cast<size_t>(part_size));
 }
 
 // Floats of one group's partial weight gradient: gW^T[tap][o], or the Winograd
@@ -932,9 +947,18 @@ void wgrad_pixels(const Plan& pl, const float* xi, const float* gyt, int64_t l0,
 }
 
 void wgrad_finish(const ConvDims& d, const Plan& pl, float* parts_ptr, int64_t parts, int64_t part_size, float* gw) {
-  for (int64_t p = 1; p < parts; ++p) {
-    const float* src = parts_ptr + p * part_size;
-    for (int64_t i = 0; i < part_size; ++i) parts_ptr[i] += src[i];
+  if (parts > 1) {
+    auto sum = [&](int64_t lo, int64_t hi) {
+      for (int64_t p = 1; p < parts; ++p) {  // part order for every element
+        const float* src = parts_ptr + p * part_size;
+        for (int64_t i = lo; i < hi; ++i) parts_ptr[i] += src[i];
+      }
+    };
+    // On all threads from 3 parts (a 4-image Winograd gradient on 2 threads 131-150 -> 122-132
+    // us, batch 64 1278 -> 1250 us); 2 parts are one pass the caller does faster alone (78-92
+    // against 90-106 us for 2 images).
+    if (parts > 2) parallel_for(0, part_size, 4096, sum);
+    else sum(0, part_size);
   }
   if (pl.wino) return winograd_wgrad_finish(*pl.wino, parts_ptr, gw);
   for (int64_t gi = 0; gi < d.G; ++gi)
@@ -968,12 +992,15 @@ bool flipped_problem(const ConvDims& d, const float* w, ConvDims& t, const float
 void conv_direct_backward_weight_avx512(const ConvDims& d, const float* x, const float* gy, float* gw) {
   const Plan pl(d, !use_rows(d));
   if (use_rows(d)) return backward_weight_rows(d, pl, x, gy, gw);
-  const int64_t parts = wgrad_part_count(), gsize = wgrad_group_size(pl), part_size = d.G * gsize;
+  // Parts split the N * L pixels (whole images for Winograd: units of L pixels).
+  const int64_t unit = pl.wino ? pl.L : 1;
+  const int64_t parts = wgrad_part_count(unit > 0 ? d.N * (pl.L / unit) : 0), gsize = wgrad_group_size(pl),
+                part_size = d.G * gsize;
   float* parts_ptr = wgrad_parts(parts, part_size);
   if (pl.L > 0 && d.N > 0) {
-    // Parts split the N * L pixels (whole images for Winograd: units of L pixels).
-    const int64_t unit = pl.wino ? pl.L : 1;
-    for_pixel_ranges(d.N, pl.L / unit, parts, [&](int64_t p, int64_t n, int64_t u0, int64_t u1) {
+    const int64_t Lu = pl.L / unit;
+    for_pixel_ranges(d.N, Lu, parts, [&](int64_t p, int64_t n, int64_t u0, int64_t u1) {
+      if (n * Lu + u0 == d.N * Lu * p / parts) zero_part(parts_ptr, p, part_size);  // the part's first piece
       thread_local std::vector<float> xbuf, gbuf;
       const int64_t l0 = u0 * unit, np = (u1 - u0) * unit;
       float* gyt = scratch(gbuf, static_cast<size_t>(np * pl.Opad));  // gy^T[pixel][o], zero past Og
@@ -982,6 +1009,8 @@ void conv_direct_backward_weight_avx512(const ConvDims& d, const float* x, const
         wgrad_pixels(pl, pl.image(d, x, n, gi, xbuf), gyt, l0, np, parts_ptr + p * part_size + gi * gsize);
       }
     });
+  } else {
+    zero_part(parts_ptr, 0, part_size);  // (one part: nothing to sum, a zero gradient)
   }
   wgrad_finish(d, pl, parts_ptr, parts, part_size, gw);
 }
@@ -991,7 +1020,7 @@ bool conv_direct_backward_weight_pool2x2_avx512(const ConvDims& d, const float* 
   const Plan pl(d);
   if (!fused_pool_applies(d, pl)) return false;
   const int64_t PH = d.OH / 2, PW = d.OW / 2, PL = PH * PW;
-  const int64_t parts = wgrad_part_count(), gsize = wgrad_group_size(pl), part_size = d.G * gsize;
+  const int64_t parts = wgrad_part_count(d.N), gsize = wgrad_group_size(pl), part_size = d.G * gsize;
   float* parts_ptr = wgrad_parts(parts, part_size);
   std::atomic<bool> bad{false};
   parallel_for(0, parts, 1, [&](int64_t lo, int64_t hi) {
@@ -999,7 +1028,8 @@ bool conv_direct_backward_weight_pool2x2_avx512(const ConvDims& d, const float* 
     const PoolTiles tiles(pl, PL);
     float *gyt = tiles.full, *gt = tiles.pooled;
     int32_t* it = tiles.index;
-    for (int64_t p = lo; p < hi; ++p)
+    for (int64_t p = lo; p < hi; ++p) {
+      zero_part(parts_ptr, p, part_size);
       for (int64_t n = d.N * p / parts; n < d.N * (p + 1) / parts; ++n)
         for (int64_t gi = 0; gi < d.G; ++gi) {
           // The pooled gradient and indices transposed (channels in lanes), then spread over
@@ -1014,6 +1044,7 @@ bool conv_direct_backward_weight_pool2x2_avx512(const ConvDims& d, const float* 
           }
           wgrad_pixels(pl, pl.image(d, x, n, gi, xbuf), gyt, 0, pl.L, parts_ptr + p * part_size + gi * gsize);
         }
+    }
   });
   if (bad) return false;
   wgrad_finish(d, pl, parts_ptr, parts, part_size, gw);
