@@ -758,7 +758,25 @@ void forward_vectors(const ConvDims& d, const Plan& pl, const PackedForward& pk,
   const bool pf = stream_from_memory(d.N * d.O * pl.L) || stream_from_memory(d.N * d.C * d.H * d.W);
   // Threads split the N * L pixels (whole images for Winograd: units of L pixels).
   const int64_t unit = pl.wino ? pl.L : 1;
-  const int64_t parts = forward_parts();
+  const int64_t parts = forward_parts(), rows = pl.wino ? winograd_tile_rows(*pl.wino) : 0;
+  if (d.N < num_threads() && rows >= 2) {
+    // Fewer images than threads: Winograd F(4x4) splits each image by tile rows (each piece
+    // transposes the image to channels-last for itself). One image of the 32 -> 64 layer on 2
+    // threads: forward 45-48 -> 43-44 us, backward-data 79-81 -> 68-70 us. (Both threads read
+    // all of the transformed weights, which both wrote halves of: that, not the arithmetic,
+    // is most of such a call now. Splitting output channels instead was slower.)
+    const int64_t chunks = std::min(rows, (num_threads() + d.N - 1) / d.N), OW = d.OW;
+    parallel_tasks(d.N * chunks, [&](int64_t t) {
+      const int64_t n = t / chunks, c = t % chunks, th0 = rows * c / chunks, th1 = rows * (c + 1) / chunks;
+      const int64_t l0 = std::min(4 * th0, d.OH) * OW, l1 = std::min(4 * th1, d.OH) * OW;
+      thread_local std::vector<float> xbuf, ybuf;
+      float* yt = scratch(ybuf, static_cast<size_t>(pl.L * pl.Opad));
+      winograd_forward_tile_rows(*pl.wino, pk.wt, pk.bt, image(n, 0, xbuf), yt, relu, th0, th1);
+      if (l1 > l0)
+        transpose_f32_avx512(yt + l0 * pl.Opad, pl.Opad, l1 - l0, pl.Og, y + n * d.O * pl.L + l0, pl.L);
+    });
+    return;
+  }
   for_pixel_ranges(d.N, pl.L / unit, parts, [&](int64_t p, int64_t n, int64_t u0, int64_t u1) {
     const int64_t l0 = u0 * unit, l1 = u1 * unit;
     thread_local std::vector<float> xbuf, ybuf;

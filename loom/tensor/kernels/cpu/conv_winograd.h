@@ -61,6 +61,13 @@ void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U);
 // transposed output tile. img: the C unpadded H x W planes of one image.
 void winograd_forward_image(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
                             bool relu);
+// The same for the tiles of tile rows [th0, th1) only: their outputs (pixel rows 4 th0 ..
+// 4 th1) are written to yt, at the same places. Threads split one image this way. F(4x4)
+// geometries only (winograd_tile_rows > 0).
+void winograd_forward_tile_rows(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
+                                bool relu, int64_t th0, int64_t th1);
+// How many tile rows winograd_forward_tile_rows can take (0: not this geometry).
+int64_t winograd_tile_rows(const WinogradGeom& g);
 // acc[positions][C][Opad] += the transform-domain weight gradient of one image, from its input
 // planes and its output gradient gyt[pixel][Opad] (zero past O).
 void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "loom/tensor/kernels/cpu/conv.h"
+#include "loom/base/error.h"
 #include "loom/base/thread_pool.h"
 #include "loom/tensor/kernels/cpu/conv_winograd.h"
 #include "loom/tensor/kernels/cpu/transpose.h"
@@ -176,33 +177,44 @@ inline void g2(__m512 a, __m512 b, __m512 c, __m512 r[4]) {
 }
 
 // U[P * i + j][c][o] = (G k G^T)[i][j] for the P x 3 matrix G that gmul applies: 16 output
-// channels per vector, their 9 taps of channel c gathered (lanes past O get zero), then G
-// over the kernel's rows and over its columns.
-// Split over the threads by (channel block, input channel): run by the caller alone, the
-// 32 -> 64 layer's transform (2048 kernels into 295 KB) was ~40% of a 4-image forward on 2
-// threads, the other thread waiting.
+// channels per vector -- their 9 taps of channel c read from a transposed copy of w (lanes
+// past O are zero) -- then G over the kernel's rows and over its columns. Blocks of 8 input
+// channels are staged in an L1 buffer and copied out position by position: stored straight
+// away, a kernel's P * P vectors went to lines C * Opad floats apart (8 KB for the 32 -> 64
+// layer), all in one L1 set. Split over the threads by (channel block, input channels).
+// (With gathers and direct stores the 32 -> 64 layer's 2048 kernels took ~44% of a 1-image
+// forward on 1 thread: 53.5 -> 44.5 us with the staging and the transposed copy.)
 template <int P, void (*gmul)(__m512, __m512, __m512, __m512*)>
 void pack_weights_by(const WinogradGeom& g, const float* w, float* U) {
-  parallel_for(0, g.Opad / 16 * g.C, 16, [&](int64_t lo, int64_t hi) {
-    const __m512i lane = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32(static_cast<int32_t>(g.C * 9)));
+  static constexpr int64_t kCB = 8;
+  const int64_t C = g.C, O = g.O, Opad = g.Opad, ncb = (C + kCB - 1) / kCB;
+  thread_local std::vector<float> wt_buf;  // wT[c * 9 + t][o]
+  float* wT = scratch(wt_buf, static_cast<size_t>(C * 9 * Opad));
+  transpose_f32_avx512(w, C * 9, O, C * 9, wT, Opad, /*full_rows=*/true);
+  // (captures by value: the vector stores may alias anything read through a reference)
+  parallel_for(0, Opad / 16 * ncb, 1, [C, Opad, ncb, wT, U](int64_t lo, int64_t hi) {
+    alignas(64) float tmp[P * P][kCB][16];
     for (int64_t q = lo; q < hi; ++q) {
-      const int64_t ob = q / g.C * 16, c = q % g.C;
-      const __mmask16 valid = static_cast<__mmask16>((1u << std::clamp<int64_t>(g.O - ob, 0, 16)) - 1);
-      const float* k = w + (ob * g.C + c) * 9;
-      __m512 tap[9];
-      for (int t = 0; t < 9; ++t) tap[t] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, lane, k + t, 4);
-      __m512 gk[P][3];  // G k: rows
-      for (int s = 0; s < 3; ++s) {
-        __m512 r[P];
-        gmul(tap[s], tap[3 + s], tap[6 + s], r);
-        for (int i = 0; i < P; ++i) gk[i][s] = r[i];
+      const int64_t ob = q / ncb * 16, c0 = q % ncb * kCB, nc = std::min(kCB, C - c0);
+      for (int64_t cc = 0; cc < nc; ++cc) {
+        const float* k = wT + (c0 + cc) * 9 * Opad + ob;
+        __m512 tap[9];
+        for (int t = 0; t < 9; ++t) tap[t] = _mm512_loadu_ps(k + t * Opad);
+        __m512 gk[P][3];  // G k: rows
+        for (int s = 0; s < 3; ++s) {
+          __m512 r[P];
+          gmul(tap[s], tap[3 + s], tap[6 + s], r);
+          for (int i = 0; i < P; ++i) gk[i][s] = r[i];
+        }
+        for (int i = 0; i < P; ++i) {
+          __m512 u[P];
+          gmul(gk[i][0], gk[i][1], gk[i][2], u);
+          for (int j = 0; j < P; ++j) _mm512_store_ps(tmp[P * i + j][cc], u[j]);
+        }
       }
-      for (int i = 0; i < P; ++i) {
-        __m512 u[P];
-        gmul(gk[i][0], gk[i][1], gk[i][2], u);
-        for (int j = 0; j < P; ++j) _mm512_storeu_ps(U + ((P * i + j) * g.C + c) * g.Opad + ob, u[j]);
-      }
+      for (int x = 0; x < P * P; ++x)
+        for (int64_t cc = 0; cc < nc; ++cc)
+          _mm512_storeu_ps(U + (x * C + c0 + cc) * Opad + ob, _mm512_load_ps(tmp[x][cc]));
     }
   });
 }
@@ -218,10 +230,10 @@ const float* channels_last4(const WinogradGeom& g, const float* img) {
 
 // V[xi][tile][c] = B^T d B for every tile's 6 x 6 input block d, 16 channels per vector
 // (rows, then columns), from the image's channels-last copy.
-void input_transform4(const WinogradGeom& g, const float* img, float* V) {
+void input_transform4(const WinogradGeom& g, const float* img, float* V, int64_t th0, int64_t th1) {
   const int64_t Cp = cpad(g), vx = v4_stride(g);  // vx: one position xi to the next
   const float* X = channels_last4(g, img);
-  for (int64_t th = 0; th < g.TH; ++th)
+  for (int64_t th = th0; th < th1; ++th)
     for (int64_t tw = 0; tw < g.TW; ++tw) {
       const int64_t t = th * g.TW + tw;
       // The 6 x 6 input block under the tile: rows 4 th - ph .., columns 4 tw - pw ..;
@@ -252,25 +264,27 @@ void input_transform4(const WinogradGeom& g, const float* img, float* V) {
     }
 }
 
-void forward_image4(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
-                    bool relu) {
+// Tile rows [th0, th1) of one image (all of them: 0, TH).
+void forward_image4(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt, bool relu,
+                    int64_t th0, int64_t th1) {
   thread_local std::vector<float> buf;
   thread_local std::vector<int64_t> base_buf, off_buf;
   const int64_t Cp = cpad(g), vx = v4_stride(g), mx = m4_stride(g);  // one position xi to the next
   float* V = scratch(buf, static_cast<size_t>(36 * (vx + mx)));
   float* M = V + 36 * vx;
-  input_transform4(g, img, V);
+  input_transform4(g, img, V, th0, th1);
   // M[xi][tile][o] = sum_c V[xi][tile][c] * U[xi][c][o].
   const int64_t* base = ramp(base_buf, g.T, Cp);
   const int64_t* off = ramp(off_buf, g.C, 1);
+  const int64_t t0 = th0 * g.TW, nt = (th1 - th0) * g.TW;
   for (int xi = 0; xi < 36; ++xi)
     for (int64_t ob = 0; ob < g.Opad; ob += 64) {
       const int nv = static_cast<int>(std::min<int64_t>(4, (g.Opad - ob) / 16));
-      conv_register_tiles(nv, g.T, g.C, U + xi * g.C * g.Opad + ob, g.Opad, V + xi * vx, base, off,
-                          M + xi * mx + ob, g.Opad, false, nullptr, false);
+      conv_register_tiles(nv, nt, g.C, U + xi * g.C * g.Opad + ob, g.Opad, V + xi * vx, base + t0, off,
+                          M + xi * mx + t0 * g.Opad + ob, g.Opad, false, nullptr, false);
     }
   // y = A^T m A per tile, plus bias, into the output pixels it covers.
-  for (int64_t th = 0; th < g.TH; ++th)
+  for (int64_t th = th0; th < th1; ++th)
     for (int64_t tw = 0; tw < g.TW; ++tw) {
       const int64_t t = th * g.TW + tw;
       const int64_t rows = std::min<int64_t>(4, g.OH - 4 * th), cols = std::min<int64_t>(4, g.OW - 4 * tw);
@@ -318,7 +332,7 @@ void wgrad_image4(const WinogradGeom& g, const float* img, const float* gyt, flo
   const int64_t Cp = cpad(g), vx = v4_stride(g), mx = m4_stride(g);
   float* V = scratch(buf, static_cast<size_t>(36 * (vx + mx)));
   float* DY = V + 36 * vx;
-  input_transform4(g, img, V);
+  input_transform4(g, img, V, 0, g.TH);
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t th = 0; th < g.TH; ++th)
     for (int64_t tw = 0; tw < g.TW; ++tw) {
@@ -415,7 +429,7 @@ void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U) {
 
 void winograd_forward_image(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
                             bool relu) {
-  if (g.m == 4) return forward_image4(g, U, bias, img, yt, relu);
+  if (g.m == 4) return forward_image4(g, U, bias, img, yt, relu, 0, g.TH);
   thread_local std::vector<float> buf;
   thread_local std::vector<int64_t> base_buf, off_buf;
   float* V = scratch(buf, static_cast<size_t>(image_floats(g)));
@@ -457,6 +471,15 @@ void winograd_forward_image(const WinogradGeom& g, const float* U, const float* 
     }
   }
 }
+
+void winograd_forward_tile_rows(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
+                                bool relu, int64_t th0, int64_t th1) {
+  LOOM_CHECK(g.m == 4 && 0 <= th0 && th0 <= th1 && th1 <= g.TH, "winograd_forward_tile_rows: rows [{}, {}) of {} (F({}))",
+             th0, th1, g.TH, g.m);
+  forward_image4(g, U, bias, img, yt, relu, th0, th1);
+}
+
+int64_t winograd_tile_rows(const WinogradGeom& g) { return g.m == 4 ? g.TH : 0; }
 
 void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc) {
   if (g.m == 4) return wgrad_image4(g, img, gyt, acc);
