@@ -6,9 +6,9 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/loom/bench_util.h"
-#include "loom/base/error.h"
 #include "apps/loom/commands.h"
 #include "apps/loom/peers.h"
+#include "loom/base/error.h"
 #include "loom/base/thread_pool.h"
 #include "loom/tensor/kernels/cpu/conv.h"
 #include "loom/tensor/tensor.h"
@@ -52,8 +52,10 @@ int run_conv(const BenchCommon& o, const std::string& batches, const std::string
       if (!o.no_peers) {
         peer = peers::onednn_conv(s);
         try {
-          if (s.N >= 8) wpeer = peers::onednn_conv(s, /*winograd=*/true);
-          else wpeer.unavailable = "oneDNN's Winograd is not run below batch 8 (its weight gradient crashes there)";
+          if (s.N >= 8)
+            wpeer = peers::onednn_conv(s, /*winograd=*/true);
+          else
+            wpeer.unavailable = "oneDNN's Winograd is not run below batch 8 (its weight gradient crashes there)";
         } catch (const std::exception& e) {
           wpeer.unavailable = e.what();
         }

@@ -615,9 +615,7 @@ void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float
 // The fused convolution + 2 x 2 max pooling on row vectors (row_pool_tile): layers with few
 // taps and output rows of at most 32 pixels. Images are spread over the threads; each pooled
 // row is computed from its two convolution rows and stored with its indices.
-bool rows_pool_applies(const ConvDims& d) {
-  return use_rows(d) && d.OH >= 2 && d.OW >= 2 && d.OW <= 32;
-}
+bool rows_pool_applies(const ConvDims& d) { return use_rows(d) && d.OH >= 2 && d.OW >= 2 && d.OW <= 32; }
 
 // Zeroed floats after a padded image for row_pool_tile's second vectors of a row (up to
 // column 31 + the kernel's reach, past the last row).
@@ -772,8 +770,7 @@ void forward_vectors(const ConvDims& d, const Plan& pl, const PackedForward& pk,
       thread_local std::vector<float> xbuf, ybuf;
       float* yt = scratch(ybuf, static_cast<size_t>(pl.L * pl.Opad));
       winograd_forward_tile_rows(*pl.wino, pk.wt, pk.bt, image(n, 0, xbuf), yt, relu, th0, th1);
-      if (l1 > l0)
-        transpose_f32_avx512(yt + l0 * pl.Opad, pl.Opad, l1 - l0, pl.Og, y + n * d.O * pl.L + l0, pl.L);
+      if (l1 > l0) transpose_f32_avx512(yt + l0 * pl.Opad, pl.Opad, l1 - l0, pl.Og, y + n * d.O * pl.L + l0, pl.L);
     });
     return;
   }
@@ -975,8 +972,10 @@ void wgrad_finish(const ConvDims& d, const Plan& pl, float* parts_ptr, int64_t p
     // On all threads from 3 parts (a 4-image Winograd gradient on 2 threads 131-150 -> 122-132
     // us, batch 64 1278 -> 1250 us); 2 parts are one pass the caller does faster alone (78-92
     // against 90-106 us for 2 images).
-    if (parts > 2) parallel_for(0, part_size, 4096, sum);
-    else sum(0, part_size);
+    if (parts > 2)
+      parallel_for(0, part_size, 4096, sum);
+    else
+      sum(0, part_size);
   }
   if (pl.wino) return winograd_wgrad_finish(*pl.wino, parts_ptr, gw);
   for (int64_t gi = 0; gi < d.G; ++gi)

@@ -15,9 +15,9 @@
 #include <numeric>
 #include <vector>
 
-#include "loom/tensor/kernels/cpu/conv.h"
 #include "loom/base/error.h"
 #include "loom/base/thread_pool.h"
+#include "loom/tensor/kernels/cpu/conv.h"
 #include "loom/tensor/kernels/cpu/conv_winograd.h"
 #include "loom/tensor/kernels/cpu/transpose.h"
 
@@ -474,8 +474,8 @@ void winograd_forward_image(const WinogradGeom& g, const float* U, const float* 
 
 void winograd_forward_tile_rows(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
                                 bool relu, int64_t th0, int64_t th1) {
-  LOOM_CHECK(g.m == 4 && 0 <= th0 && th0 <= th1 && th1 <= g.TH, "winograd_forward_tile_rows: rows [{}, {}) of {} (F({}))",
-             th0, th1, g.TH, g.m);
+  LOOM_CHECK(g.m == 4 && 0 <= th0 && th0 <= th1 && th1 <= g.TH,
+             "winograd_forward_tile_rows: rows [{}, {}) of {} (F({}))", th0, th1, g.TH, g.m);
   forward_image4(g, U, bias, img, yt, relu, th0, th1);
 }
 
