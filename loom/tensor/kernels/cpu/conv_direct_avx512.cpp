@@ -914,12 +914,10 @@ bool conv_direct_forward_pool2x2_avx512(const ConvDims& d, const float* x, const
 
 namespace {
 
-// Parts of the weight gradient's reduction: two per thread (a 2-thread 32 -> 64 weight
-// gradient ran 1.55 -> 1.33 ms and 1.65 -> 1.54 ms in two A/B runs against one per thread;
-// the extra partial sum costs ~10 us).
 // Parts of a weight gradient over `units` (images for Winograd and the pooled kernels,
-// pixels otherwise): two per thread (a lagging thread's second part can be taken over) from
-// 4 units per thread, one per thread below that, never more than there are units. Each part's
+// pixels otherwise): two per thread from 4 units per thread (a 2-thread 32 -> 64 weight
+// gradient at batch 64 ran 1.55 -> 1.33 ms and 1.65 -> 1.54 ms in two A/B runs against one
+// per thread), one per thread below that, never more than there are units. Each part's
 // partial (295 KB for the 32 -> 64 Winograd layer) is zeroed and summed whether it got work or
 // not: 2 threads on that layer, 1 image 108 -> 64 us (1 thread: 65), 2 images 122 -> 76-90, 4
 // images 158 -> 120. Fixed for a given thread count and batch, so results do not depend on
