@@ -708,11 +708,20 @@ namespace {
 // -- for Winograd problems the transformed weights U[xi][c][o] -- and bias bt[gi][o] (null
 // without a bias), in a thread-local buffer of the calling thread.
 struct PackedForward {
-  const float* wt;
+  const float* wt;  // null: every thread transforms w_raw itself (Winograd, images split by tile rows)
   const float* bt;
+  const float* w_raw = nullptr;
 };
 
-PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, const float* bias) {
+// A Winograd F(4x4) forward with fewer images than threads splits each image by tile rows
+// (forward_vectors).
+bool winograd_splits_images(const ConvDims& d, const Plan& pl) {
+  return pl.wino && d.N < num_threads() && winograd_tile_rows(*pl.wino) >= 2;
+}
+
+// per_thread (winograd_splits_images): leave the Winograd weight transform to the threads.
+PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, const float* bias,
+                           bool per_thread = false) {
   thread_local std::vector<float> wt_buf;
   const int64_t wsize = pl.wino ? pl.wino->positions() * pl.Cg * pl.Opad : d.G * pl.CKK * pl.Opad;
   float* wt = scratch(wt_buf, static_cast<size_t>(wsize + d.G * pl.Opad));
@@ -721,6 +730,7 @@ PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, co
     for (int64_t gi = 0; gi < d.G; ++gi)
       for (int64_t o = 0; o < pl.Opad; ++o) bt[gi * pl.Opad + o] = o < pl.Og ? bias[gi * pl.Og + o] : 0.0f;
   if (pl.wino) {
+    if (per_thread) return {nullptr, bt, w};
     winograd_pack_weights(*pl.wino, w, wt);
     return {wt, bt};
   }
@@ -756,20 +766,31 @@ void forward_vectors(const ConvDims& d, const Plan& pl, const PackedForward& pk,
   const bool pf = stream_from_memory(d.N * d.O * pl.L) || stream_from_memory(d.N * d.C * d.H * d.W);
   // Threads split the N * L pixels (whole images for Winograd: units of L pixels).
   const int64_t unit = pl.wino ? pl.L : 1;
-  const int64_t parts = forward_parts(), rows = pl.wino ? winograd_tile_rows(*pl.wino) : 0;
-  if (d.N < num_threads() && rows >= 2) {
+  const int64_t parts = forward_parts();
+  if (winograd_splits_images(d, pl)) {
     // Fewer images than threads: Winograd F(4x4) splits each image by tile rows (each piece
-    // transposes the image to channels-last for itself). One image of the 32 -> 64 layer on 2
-    // threads: forward 45-48 -> 43-44 us, backward-data 79-81 -> 68-70 us. (Both threads read
-    // all of the transformed weights, which both wrote halves of: that, not the arithmetic,
-    // is most of such a call now. Splitting output channels instead was slower.)
-    const int64_t chunks = std::min(rows, (num_threads() + d.N - 1) / d.N), OW = d.OW;
+    // transposes the image to channels-last for itself), and every thread transforms the
+    // weights for itself -- all of them, since each tile reads all: shared, each thread
+    // read the half the other had written. One image of the 32 -> 64 layer on 2 threads:
+    // forward 45-48 -> 43-44 us by the split, -> 33-34 us with per-thread weights;
+    // backward-data 79-81 -> 68-70 -> 50-57 us. (Splitting output channels was slower.)
+    const int64_t rows = winograd_tile_rows(*pl.wino), chunks = std::min(rows, (num_threads() + d.N - 1) / d.N);
+    const int64_t OW = d.OW;
+    static std::atomic<uint64_t> calls{0};
+    const uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
     parallel_tasks(d.N * chunks, [&](int64_t t) {
       const int64_t n = t / chunks, c = t % chunks, th0 = rows * c / chunks, th1 = rows * (c + 1) / chunks;
       const int64_t l0 = std::min(4 * th0, d.OH) * OW, l1 = std::min(4 * th1, d.OH) * OW;
-      thread_local std::vector<float> xbuf, ybuf;
+      thread_local std::vector<float> xbuf, ybuf, ubuf;
+      thread_local uint64_t packed_for = 0;
+      const float* U = pk.wt;
+      if (!U) {  // each thread its own transformed weights, once per call
+        float* u = scratch(ubuf, static_cast<size_t>(pl.wino->positions() * pl.Cg * pl.Opad));
+        if (packed_for != call) winograd_pack_weights(*pl.wino, pk.w_raw, u), packed_for = call;
+        U = u;
+      }
       float* yt = scratch(ybuf, static_cast<size_t>(pl.L * pl.Opad));
-      winograd_forward_tile_rows(*pl.wino, pk.wt, pk.bt, image(n, 0, xbuf), yt, relu, th0, th1);
+      winograd_forward_tile_rows(*pl.wino, U, pk.bt, image(n, 0, xbuf), yt, relu, th0, th1);
       if (l1 > l0) transpose_f32_avx512(yt + l0 * pl.Opad, pl.Opad, l1 - l0, pl.Og, y + n * d.O * pl.L + l0, pl.L);
     });
     return;
@@ -878,7 +899,7 @@ void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* 
   const Plan pl(d, !use_rows(d));
   if (pl.L == 0 || d.N == 0) return;
   if (use_rows(d)) return forward_rows(d, pl, x, w, y, bias, relu);
-  const PackedForward pk = pack_forward(d, pl, w, bias);
+  const PackedForward pk = pack_forward(d, pl, w, bias, winograd_splits_images(d, pl));
   forward_vectors(d, pl, pk, y, relu,
                   [&](int64_t n, int64_t gi, std::vector<float>& buf) { return pl.image(d, x, n, gi, buf); }, x);
 }
