@@ -521,17 +521,24 @@ struct RowGeom {
   }
 };
 
-// The row geometry of the last layer the calling thread ran, rebuilt when the dims change.
-// Built afresh every call, its vectors were new memory, written on this core and then fetched
-// from it by every other thread of the call: the 1 -> 32 forward on 2 threads ran 24.2-24.7 ->
-// 23.4-23.7 us for 8 images and 167-169 -> 166-167 us for 64 with the cache. (The reference
-// is valid until this thread's next row-path call.)
-const RowGeom& row_geometry(const ConvDims& d, const Plan& pl) {
+// This thread's plan and row geometry for dims d: those of the last layer it ran, rebuilt
+// when the dims change. Each task of a call looks up its own (see RowJob); built afresh
+// every call, the geometry's vectors were new memory, written on the caller's core and then
+// fetched from it by every other thread (the 1 -> 32 forward on 2 threads: 24.2-24.7 ->
+// 23.4-23.7 us for 8 images with a cache). The reference is valid until this thread's next
+// row-path call.
+struct RowLayer {
+  ConvDims at;
+  Plan pl;
+  RowGeom geo;
+  explicit RowLayer(const ConvDims& d) : at(d), pl(d, false), geo(d, pl) {}
+};
+
+const RowLayer& row_layer(const ConvDims& d) {
   static_assert(std::has_unique_object_representations_v<ConvDims>, "dims compared bytewise");
-  thread_local std::optional<RowGeom> geo;
-  thread_local ConvDims at{};
-  if (!geo || std::memcmp(&at, &d, sizeof d) != 0) geo.emplace(d, pl), at = d;
-  return *geo;
+  thread_local std::optional<RowLayer> layer;
+  if (!layer || std::memcmp(&layer->at, &d, sizeof d) != 0) layer.emplace(d);
+  return *layer;
 }
 
 bool use_rows(const ConvDims& d) { return d.sw == 1 && d.C / d.G * d.KH * d.KW <= 32; }
@@ -547,75 +554,110 @@ int64_t next_image_distance(const ConvDims& d, const Plan& pl, bool pf, int64_t 
   return pf && n + 1 < n_end ? d.O * pl.L : 0;
 }
 
-// wr[gi][tap][o]: the Og weights of one tap side by side, broadcast one at a time (a
-// thread-local buffer of the calling thread).
-const float* pack_row_weights(const ConvDims& d, const Plan& pl, const float* w) {
+// wr[gi][tap][o]: the Og weights of one tap side by side, broadcast one at a time, in a
+// thread-local buffer of the calling thread; packed again unless this thread already packed
+// them for call `call` (0: always).
+const float* pack_row_weights(const ConvDims& d, const Plan& pl, const float* w, uint64_t call = 0) {
   thread_local std::vector<float> w_buf;
+  thread_local uint64_t packed_for = 0;
   float* wr = scratch(w_buf, static_cast<size_t>(d.G * pl.CKK * pl.Og));
+  if (call != 0 && call == packed_for) return wr;
   for (int64_t gi = 0; gi < d.G; ++gi)
     for (int64_t t = 0; t < pl.CKK; ++t)
       for (int64_t o = 0; o < pl.Og; ++o) wr[(gi * pl.CKK + t) * pl.Og + o] = w[(gi * pl.Og + o) * pl.CKK + t];
+  packed_for = call;
   return wr;
 }
 
-void forward_rows(const ConvDims& d, const Plan& pl, const float* x, const float* w, float* y, const float* bias,
-                  bool relu) {
-  const RowGeom& geo = row_geometry(d, pl);
-  const int64_t nvec = static_cast<int64_t>(geo.rv.size());
-  const float* wr = pack_row_weights(d, pl, w);
+// What a task of a row-path call needs from its caller, which each task copies before it
+// starts: its own lines, written once before the tasks start. Everything else a task reads
+// -- plan, geometry, packed weights, image copies -- is its thread's own (row_layer,
+// pack_row_weights with the call's id). Tasks that read the caller's plan, geometry and
+// packed weights through references ran the 1 -> 32 forward at batch 64 on 2 threads in
+// ~187 us in this VM's slow phases (~166 in others) where two threads each running one
+// half of the batch through the serial path took ~164: lines the caller had written (its
+// stack, its thread-local buffers, and whatever shares their cache lines) crossed between
+// the cores all call long (docs/performance.md, eighth session).
+struct alignas(64) RowJob {
+  ConvDims d;
+  const float *x, *w, *bias;
+  float* y;
+  uint64_t call;
+  int64_t parts;
+  bool pf, relu;
+};
+
+void forward_rows(const ConvDims& d, const float* x, const float* w, float* y, const float* bias, bool relu) {
+  const int64_t parts = forward_parts();
   // An output bound for memory is prefetched for writing one image ahead. (Streaming stores
   // for it were measured and removed: 0.65 -> 0.55 ms at batch 256 / 2 threads on
   // 2026-11-27's host, but 2.1-3.1 against 1.5-1.9 ms on 1 thread and 1.1-1.5 against
   // 0.85-0.89 ms on 2 on 2026-11-28's -- docs/performance.md.)
-  const bool pf = stream_from_memory(d.N * d.O * pl.L);
-  const int64_t parts = forward_parts();
+  const RowJob job{d, x, w, bias, y, next_call_id(), parts, stream_from_memory(d.N * d.O * d.OH * d.OW), relu};
   if (d.N < parts) {
     // Fewer images than parts: each image's channel tiles are dealt out in chunks, never
     // its pixels. Two threads writing the two halves of the same output planes take the
     // lines from each other (one core's prefetcher pulls in the lines past its half, which
     // the other is writing): one image on 2 threads took 6.6-7.5 us by pixel halves, 4.5 us
     // by channel halves. A thread that takes the next chunk of an image keeps its copies.
-    const int64_t tiles = (pl.Og + kRowJ - 1) / kRowJ, chunks = std::min(tiles, (parts + d.N - 1) / d.N);
-    const uint64_t call = next_call_id();
-    parallel_tasks(d.N * chunks, [&](int64_t t) {
-      const int64_t n = t / chunks, c = t % chunks;
+    const int64_t tiles = (d.O / d.G + kRowJ - 1) / kRowJ, chunks = std::min(tiles, (parts + d.N - 1) / d.N);
+    parallel_tasks(d.N * chunks, [&job, tiles, chunks](int64_t t) {
+      const RowJob j = job;
+      const RowLayer& rl = row_layer(j.d);
+      const Plan& pl = rl.pl;
+      const RowGeom& geo = rl.geo;
+      const float* wr = pack_row_weights(j.d, pl, j.w, j.call);
+      const int64_t n = t / chunks, c = t % chunks, nvec = static_cast<int64_t>(geo.rv.size());
       thread_local std::vector<float> xbuf;
       thread_local uint64_t copied_call = 0;  // the copies hold image copied_n of call copied_call
       thread_local int64_t copied_n = -1;
       float* xi = scratch(xbuf, static_cast<size_t>(geo.size));
-      for (int64_t gi = 0; gi < d.G; ++gi) {
-        if (d.G > 1 || copied_call != call || copied_n != n) geo.fill(d, pl, x, n, gi, xi);
-        copied_call = call, copied_n = d.G == 1 ? n : -1;
+      for (int64_t gi = 0; gi < j.d.G; ++gi) {
+        if (j.d.G > 1 || copied_call != j.call || copied_n != n) geo.fill(j.d, pl, j.x, n, gi, xi);
+        copied_call = j.call, copied_n = j.d.G == 1 ? n : -1;
         // (The tile call is written out here and below rather than shared through a lambda:
         // the shared version compiled the batch path 5-9% slower.)
         for (int64_t tile = tiles * c / chunks; tile < tiles * (c + 1) / chunks; ++tile) {
           const int64_t j0 = pl.Og * tile / tiles, j1 = pl.Og * (tile + 1) / tiles;
           even_pieces(nvec, kRowV, [&](int64_t a, int64_t b) {
             kRowTiles[j1 - j0 - 1][b - a - 1](pl.CKK, wr + gi * pl.CKK * pl.Og + j0, pl.Og, xi, geo.rv.data() + a,
-                                              geo.taps.data(), y + (n * d.O + gi * pl.Og + j0) * pl.L, pl.L,
-                                              bias ? bias + gi * pl.Og + j0 : nullptr, 0, relu);
+                                              geo.taps.data(), j.y + (n * j.d.O + gi * pl.Og + j0) * pl.L, pl.L,
+                                              j.bias ? j.bias + gi * pl.Og + j0 : nullptr, 0, j.relu);
           });
         }
       }
     });
     return;
   }
-  for_pixel_ranges(d.N, nvec, parts, [&](int64_t p, int64_t n, int64_t v0, int64_t v1) {
+  // The N * nvec vectors of the batch cut into `parts` contiguous ranges.
+  parallel_tasks(parts, [&job](int64_t p) {
+    const RowJob j = job;
+    const RowLayer& rl = row_layer(j.d);
+    const Plan& pl = rl.pl;
+    const RowGeom& geo = rl.geo;
+    const float* wr = pack_row_weights(j.d, pl, j.w, j.call);
+    const int64_t nvec = static_cast<int64_t>(geo.rv.size()), CKK = pl.CKK, Og = pl.Og, L = pl.L;
     thread_local std::vector<float> xbuf;
     float* xi = scratch(xbuf, static_cast<size_t>(geo.size));
-    const int64_t ahead = next_image_distance(d, pl, pf, n, part_image_end(d.N, nvec, parts, p));
-    for (int64_t gi = 0; gi < d.G; ++gi) {
-      geo.fill(d, pl, x, n, gi, xi);
-      float* yg = y + (n * d.O + gi * pl.Og) * pl.L;
-      // Channel tiles outer: each writes its few output planes front to back (a handful of
-      // store streams, which matters once y no longer fits in the caches).
-      even_pieces(pl.Og, kRowJ, [&](int64_t j0, int64_t j1) {
-        even_pieces(v1 - v0, kRowV, [&](int64_t a, int64_t b) {
-          kRowTiles[j1 - j0 - 1][b - a - 1](pl.CKK, wr + gi * pl.CKK * pl.Og + j0, pl.Og, xi, geo.rv.data() + v0 + a,
-                                            geo.taps.data(), yg + j0 * pl.L, pl.L,
-                                            bias ? bias + gi * pl.Og + j0 : nullptr, ahead, relu);
+    const int64_t a = j.d.N * nvec * p / j.parts, b = j.d.N * nvec * (p + 1) / j.parts;
+    const int64_t n_end = part_image_end(j.d.N, nvec, j.parts, p);
+    for (int64_t n = a / nvec; n * nvec < b; ++n) {
+      const int64_t v0 = std::max(a, n * nvec) - n * nvec, v1 = std::min(b, (n + 1) * nvec) - n * nvec;
+      if (v0 >= v1) continue;
+      const int64_t ahead = next_image_distance(j.d, pl, j.pf, n, n_end);
+      for (int64_t gi = 0; gi < j.d.G; ++gi) {
+        geo.fill(j.d, pl, j.x, n, gi, xi);
+        float* yg = j.y + (n * j.d.O + gi * Og) * L;
+        // Channel tiles outer: each writes its few output planes front to back (a handful of
+        // store streams, which matters once y no longer fits in the caches).
+        even_pieces(Og, kRowJ, [&](int64_t j0, int64_t j1) {
+          even_pieces(v1 - v0, kRowV, [&](int64_t a2, int64_t b2) {
+            kRowTiles[j1 - j0 - 1][b2 - a2 - 1](CKK, wr + gi * CKK * Og + j0, Og, xi, geo.rv.data() + v0 + a2,
+                                                geo.taps.data(), yg + j0 * L, L, j.bias ? j.bias + gi * Og + j0 : nullptr,
+                                                ahead, j.relu);
+          });
         });
-      });
+      }
     }
   });
 }
@@ -655,7 +697,7 @@ void forward_rows_pool2x2(const ConvDims& d, const Plan& pl, const float* x, con
 }
 
 void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, const float* gy, float* gw) {
-  const RowGeom& geo = row_geometry(d, pl);
+  const RowGeom& geo = row_layer(d).geo;  // (the caller's, read by every task: per-task lookups measured the same)
   const int64_t nvec = static_cast<int64_t>(geo.rv.size());
   const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(num_threads(), d.N));
   const int64_t gsize = d.G * pl.Og * pl.CKK;
@@ -903,9 +945,9 @@ bool fused_pool_applies(const ConvDims& d, const Plan& pl) {
 
 void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y, const float* bias,
                                 bool relu) {
-  const Plan pl(d, !use_rows(d));
-  if (pl.L == 0 || d.N == 0) return;
-  if (use_rows(d)) return forward_rows(d, pl, x, w, y, bias, relu);
+  if (d.N == 0 || d.OH * d.OW == 0) return;
+  if (use_rows(d)) return forward_rows(d, x, w, y, bias, relu);
+  const Plan pl(d);
   const PackedForward pk = pack_forward(d, pl, w, bias, winograd_splits_images(d, pl));
   forward_vectors(d, pl, pk, y, relu,
                   [&](int64_t n, int64_t gi, std::vector<float>& buf) { return pl.image(d, x, n, gi, buf); }, x);
