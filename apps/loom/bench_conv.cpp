@@ -107,9 +107,9 @@ void add_bench_conv(CLI::App& bench, Runner& run) {
   add_common_bench_options(*cmd, *o);
   cmd->add_option("--batch", *batches, "comma-separated batch sizes")->capture_default_str();
   cmd->add_option("--algo", *algos,
-                  "comma-separated Loom algorithms, each a row: winograd (F(4x4,3x3), or F(2x2,3x3) for outputs under 4x4 "
-                  "or very large images, for 3x3 unit-stride layers with >= 8 channels, else implicit GEMM; the "
-                  "default) or gemm (implicit GEMM only)")
+                  "comma-separated Loom algorithms, each a row: winograd (F(4x4,3x3), or F(2x2,3x3) for "
+                  "outputs under 4x4 or very large images, for 3x3 unit-stride layers with >= 8 channels, else "
+                  "implicit GEMM; the default) or gemm (implicit GEMM only)")
       ->capture_default_str();
   cmd->callback([o, batches, algos, &run] { run = [o, batches, algos] { return run_conv(*o, *batches, *algos); }; });
 }

@@ -653,8 +653,8 @@ void forward_rows(const ConvDims& d, const float* x, const float* w, float* y, c
         even_pieces(Og, kRowJ, [&](int64_t j0, int64_t j1) {
           even_pieces(v1 - v0, kRowV, [&](int64_t a2, int64_t b2) {
             kRowTiles[j1 - j0 - 1][b2 - a2 - 1](CKK, wr + gi * CKK * Og + j0, Og, xi, geo.rv.data() + v0 + a2,
-                                                geo.taps.data(), yg + j0 * L, L, j.bias ? j.bias + gi * Og + j0 : nullptr,
-                                                ahead, j.relu);
+                                                geo.taps.data(), yg + j0 * L, L,
+                                                j.bias ? j.bias + gi * Og + j0 : nullptr, ahead, j.relu);
           });
         });
       }
