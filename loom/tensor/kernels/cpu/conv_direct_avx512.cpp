@@ -169,18 +169,23 @@ struct Plan {
   }
 };
 
-// Splits the N * L output pixels into `parts` contiguous ranges and calls
+// Calls fn(n, l0, l1) for each image piece of part p of the N * L output pixels cut into
+// `parts` contiguous ranges.
+template <typename F>
+void part_pieces(int64_t N, int64_t L, int64_t parts, int64_t p, F fn) {
+  const int64_t a = N * L * p / parts, b = N * L * (p + 1) / parts;
+  for (int64_t n = a / std::max<int64_t>(L, 1); n * L < b; ++n) {
+    const int64_t l0 = std::max(a, n * L) - n * L, l1 = std::min(b, (n + 1) * L) - n * L;
+    if (l0 < l1) fn(n, l0, l1);
+  }
+}
+
 // fn(part, n, l0, l1) for each image piece of each part, the parts spread over the threads
 // by parallel_tasks.
 template <typename F>
 void for_pixel_ranges(int64_t N, int64_t L, int64_t parts, F fn) {
-  const int64_t total = N * L;
   parallel_tasks(parts, [&](int64_t p) {
-    const int64_t a = total * p / parts, b = total * (p + 1) / parts;
-    for (int64_t n = a / std::max<int64_t>(L, 1); n * L < b; ++n) {
-      const int64_t l0 = std::max(a, n * L) - n * L, l1 = std::min(b, (n + 1) * L) - n * L;
-      if (l0 < l1) fn(p, n, l0, l1);
-    }
+    part_pieces(N, L, parts, p, [&](int64_t n, int64_t l0, int64_t l1) { fn(p, n, l0, l1); });
   });
 }
 
@@ -203,7 +208,7 @@ uint64_t next_call_id() {
   return calls.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
-// One past the last image that part p of for_pixel_ranges(N, L, parts, ..) touches: the
+// One past the last image that part p of part_pieces(N, L, parts, p, ..) touches: the
 // next image is worth prefetching only below it. Beyond it the image may be another
 // thread's, and a write prefetch there pulls that thread's freshly written lines over to this
 // core, which it then takes back on the next call (the 1 -> 32 forward at batch 64 on 2
@@ -639,11 +644,8 @@ void forward_rows(const ConvDims& d, const float* x, const float* w, float* y, c
     const int64_t nvec = static_cast<int64_t>(geo.rv.size()), CKK = pl.CKK, Og = pl.Og, L = pl.L;
     thread_local std::vector<float> xbuf;
     float* xi = scratch(xbuf, static_cast<size_t>(geo.size));
-    const int64_t a = j.d.N * nvec * p / j.parts, b = j.d.N * nvec * (p + 1) / j.parts;
     const int64_t n_end = part_image_end(j.d.N, nvec, j.parts, p);
-    for (int64_t n = a / nvec; n * nvec < b; ++n) {
-      const int64_t v0 = std::max(a, n * nvec) - n * nvec, v1 = std::min(b, (n + 1) * nvec) - n * nvec;
-      if (v0 >= v1) continue;
+    part_pieces(j.d.N, nvec, j.parts, p, [&](int64_t n, int64_t v0, int64_t v1) {
       const int64_t ahead = next_image_distance(j.d, pl, j.pf, n, n_end);
       for (int64_t gi = 0; gi < j.d.G; ++gi) {
         geo.fill(j.d, pl, j.x, n, gi, xi);
@@ -658,7 +660,7 @@ void forward_rows(const ConvDims& d, const float* x, const float* w, float* y, c
           });
         });
       }
-    }
+    });
   });
 }
 
