@@ -760,9 +760,10 @@ namespace {
 // -- for Winograd problems the transformed weights U[xi][c][o] -- and bias bt[gi][o] (null
 // without a bias), in a thread-local buffer of the calling thread.
 struct PackedForward {
-  const float* wt;  // null: every thread transforms w_raw itself (Winograd, images split by tile rows)
+  const float* wt;  // null: every thread transforms w_raw for itself (winograd_weights)
   const float* bt;
   const float* w_raw = nullptr;
+  uint64_t call = 0;  // (the call's id: a thread transforms w_raw once per call)
 };
 
 // A Winograd F(4x4) forward with fewer images than threads splits each image by tile rows
@@ -771,9 +772,15 @@ bool winograd_splits_images(const ConvDims& d, const Plan& pl) {
   return pl.wino && d.N < num_threads() && winograd_tile_rows(*pl.wino) >= 2;
 }
 
-// per_thread (winograd_splits_images): leave the Winograd weight transform to the threads.
-PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, const float* bias,
-                           bool per_thread = false) {
+// On more than one thread every thread transforms all of the Winograd weights for itself
+// (once per call, in its first task): every tile reads all of them, and shared -- each
+// thread transforming its share, then reading the others' -- they crossed between the cores
+// every call. In this VM's slow phases that cost ~100 us a call: the 32 -> 64 forward on 2
+// threads took 147-156 us for 2 images against 50-56 with per-thread weights, 4 images
+// 181-188 -> 80-84, 16 images 372-390 -> 267-274, batch 64 1045-1246 -> 1000-1058
+// (docs/performance.md, eighth session). The split of images by tile rows showed it first
+// (one image on 2 threads: forward 43-44 -> 33-34 us, backward-data 68-70 -> 50-57 us).
+PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, const float* bias) {
   thread_local std::vector<float> wt_buf;
   const int64_t wsize = pl.wino ? pl.wino->positions() * pl.Cg * pl.Opad : d.G * pl.CKK * pl.Opad;
   float* wt = scratch(wt_buf, static_cast<size_t>(wsize + d.G * pl.Opad));
@@ -782,7 +789,7 @@ PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, co
     for (int64_t gi = 0; gi < d.G; ++gi)
       for (int64_t o = 0; o < pl.Opad; ++o) bt[gi * pl.Opad + o] = o < pl.Og ? bias[gi * pl.Og + o] : 0.0f;
   if (pl.wino) {
-    if (per_thread) return {nullptr, bt, w};
+    if (num_threads() > 1 && !in_parallel_region()) return {nullptr, bt, w, next_call_id()};
     winograd_pack_weights(*pl.wino, w, wt);
     return {wt, bt};
   }
@@ -794,11 +801,22 @@ PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, co
   return {wt, bt};
 }
 
+// The transformed Winograd weights the calling thread uses: pk.wt, or its own transform of
+// pk.w_raw, made on its first use in call pk.call.
+const float* winograd_weights(const Plan& pl, const PackedForward& pk) {
+  if (pk.wt) return pk.wt;
+  thread_local std::vector<float> buf;
+  thread_local uint64_t packed_for = 0;
+  float* u = scratch(buf, static_cast<size_t>(pl.wino->positions() * pl.Cg * pl.Opad));
+  if (packed_for != pk.call) winograd_pack_weights(*pl.wino, pk.w_raw, u), packed_for = pk.call;
+  return u;
+}
+
 // yt[pixel - l0][o] for output pixels [l0, l1) of group gi, from its padded image xi (the
 // Winograd kernels compute whole images: [0, L) only).
 void forward_pixels(const Plan& pl, const PackedForward& pk, int64_t gi, const float* xi, int64_t l0, int64_t l1,
                     float* yt, bool relu) {
-  if (pl.wino) return winograd_forward_image(*pl.wino, pk.wt, pk.bt, xi, yt, relu);
+  if (pl.wino) return winograd_forward_image(*pl.wino, winograd_weights(pl, pk), pk.bt, xi, yt, relu);
   const float* wg = pk.wt + gi * pl.CKK * pl.Opad;
   for (int64_t ob = 0; ob < pl.Opad; ob += 64) {
     const int nv = static_cast<int>(std::min<int64_t>(4, (pl.Opad - ob) / 16));
@@ -821,27 +839,16 @@ void forward_vectors(const ConvDims& d, const Plan& pl, const PackedForward& pk,
   const int64_t parts = forward_parts();
   if (winograd_splits_images(d, pl)) {
     // Fewer images than threads: Winograd F(4x4) splits each image by tile rows (each piece
-    // transposes the image to channels-last for itself), and every thread transforms the
-    // weights for itself -- all of them, since each tile reads all: shared, each thread
-    // read the half the other had written. One image of the 32 -> 64 layer on 2 threads:
-    // forward 45-48 -> 43-44 us by the split, -> 33-34 us with per-thread weights;
-    // backward-data 79-81 -> 68-70 -> 50-57 us. (Splitting output channels was slower.)
+    // transposes the image to channels-last for itself; 45-48 -> 43-44 us for one image of
+    // the 32 -> 64 forward on 2 threads; splitting output channels was slower).
     const int64_t rows = winograd_tile_rows(*pl.wino), chunks = std::min(rows, (num_threads() + d.N - 1) / d.N);
     const int64_t OW = d.OW;
-    const uint64_t call = next_call_id();
     parallel_tasks(d.N * chunks, [&](int64_t t) {
       const int64_t n = t / chunks, c = t % chunks, th0 = rows * c / chunks, th1 = rows * (c + 1) / chunks;
       const int64_t l0 = std::min(4 * th0, d.OH) * OW, l1 = std::min(4 * th1, d.OH) * OW;
-      thread_local std::vector<float> xbuf, ybuf, ubuf;
-      thread_local uint64_t packed_for = 0;
-      const float* U = pk.wt;
-      if (!U) {  // each thread its own transformed weights, once per call
-        float* u = scratch(ubuf, static_cast<size_t>(pl.wino->positions() * pl.Cg * pl.Opad));
-        if (packed_for != call) winograd_pack_weights(*pl.wino, pk.w_raw, u), packed_for = call;
-        U = u;
-      }
+      thread_local std::vector<float> xbuf, ybuf;
       float* yt = scratch(ybuf, static_cast<size_t>(pl.L * pl.Opad));
-      winograd_forward_tile_rows(*pl.wino, U, pk.bt, image(n, 0, xbuf), yt, relu, th0, th1);
+      winograd_forward_tile_rows(*pl.wino, winograd_weights(pl, pk), pk.bt, image(n, 0, xbuf), yt, relu, th0, th1);
       if (l1 > l0) transpose_f32_avx512(yt + l0 * pl.Opad, pl.Opad, l1 - l0, pl.Og, y + n * d.O * pl.L + l0, pl.L);
     });
     return;
@@ -950,7 +957,7 @@ void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* 
   if (d.N == 0 || d.OH * d.OW == 0) return;
   if (use_rows(d)) return forward_rows(d, x, w, y, bias, relu);
   const Plan pl(d);
-  const PackedForward pk = pack_forward(d, pl, w, bias, winograd_splits_images(d, pl));
+  const PackedForward pk = pack_forward(d, pl, w, bias);
   forward_vectors(d, pl, pk, y, relu,
                   [&](int64_t n, int64_t gi, std::vector<float>& buf) { return pl.image(d, x, n, gi, buf); }, x);
 }
