@@ -243,7 +243,7 @@ inline void row_accumulate(int64_t R, const float* w, int64_t ws, const float* x
     LOOM_UNROLL
     for (int v = 0; v < NV; ++v) acc[j][v] = b;
   }
-  for (int64_t r = 0; r < R; ++r) {
+  auto tap = [&](int64_t r) __attribute__((always_inline)) {
     const int64_t o = off[r];
     __m512 xv[NV];
     LOOM_UNROLL
@@ -255,6 +255,15 @@ inline void row_accumulate(int64_t R, const float* w, int64_t ws, const float* x
       LOOM_UNROLL
       for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(xv[v], b, acc[j][v]);
     }
+  };
+  // A 1-channel 3 x 3 layer's 9 taps unrolled: the 1 -> 32 forward on 1 thread 19.7 -> 18.9 us
+  // for 4 images in cache, 323-327 -> 318-322 us at batch 64, 2 threads 164-167 -> 161-162
+  // (separate builds alternated, 2026-11-28).
+  if (R == 9) {
+    LOOM_UNROLL
+    for (int r = 0; r < 9; ++r) tap(r);
+  } else {
+    for (int64_t r = 0; r < R; ++r) tap(r);
   }
 }
 
