@@ -765,6 +765,32 @@ constexpr int64_t kPixBlock = 64;
 
 namespace {
 
+// Backward-data as a forward convolution: the dims of the transformed problem. False when it
+// does not apply (stride > 1, padding beyond the kernel).
+bool flipped_dims(const ConvDims& d, ConvDims& t) {
+  const int64_t eh = (d.KH - 1) * d.dh, ew = (d.KW - 1) * d.dw;
+  if (d.sh != 1 || d.sw != 1 || eh < d.ph || ew < d.pw) return false;
+  t = d;
+  t.C = d.O, t.H = d.OH, t.W = d.OW;
+  t.O = d.C, t.OH = d.H, t.OW = d.W;
+  t.ph = eh - d.ph, t.pw = ew - d.pw;
+  return true;
+}
+
+// Its kernel: w of problem d flipped and transposed, w'[c][o][kh][kw] = w[o][c][KH-1-kh][KW-1-kw]
+// within each group, in a thread-local buffer of the calling thread.
+const float* flipped_kernel(const ConvDims& d, const float* w) {
+  const int64_t Cg = d.C / d.G, Og = d.O / d.G, KK = d.KH * d.KW;
+  thread_local std::vector<float> wf_buf;
+  float* wf = scratch(wf_buf, static_cast<size_t>(d.C * Og * KK));
+  for (int64_t gi = 0; gi < d.G; ++gi)
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t o = 0; o < Og; ++o)
+        for (int64_t k = 0; k < KK; ++k)
+          wf[((gi * Cg + c) * Og + o) * KK + k] = w[((gi * Og + o) * Cg + c) * KK + (KK - 1 - k)];
+  return wf;
+}
+
 // The o-vector forward's packed weights wt[gi][tap][o] (o zero-padded to a multiple of 16)
 // -- for Winograd problems the transformed weights U[xi][c][o] -- and bias bt[gi][o] (null
 // without a bias), in a thread-local buffer of the calling thread.
@@ -773,6 +799,7 @@ struct PackedForward {
   const float* bt;
   const float* w_raw = nullptr;
   uint64_t call = 0;  // (the call's id: a thread transforms w_raw once per call)
+  const ConvDims* flip_of = nullptr;  // w_raw is the kernel of backward-data problem *flip_of, to flip first
 };
 
 // A Winograd F(4x4) forward with fewer images than threads splits each image by tile rows
@@ -789,7 +816,10 @@ bool winograd_splits_images(const ConvDims& d, const Plan& pl) {
 // 181-188 -> 80-84, 16 images 372-390 -> 267-274, batch 64 1045-1246 -> 1000-1058
 // (docs/performance.md, eighth session). The split of images by tile rows showed it first
 // (one image on 2 threads: forward 43-44 -> 33-34 us, backward-data 68-70 -> 50-57 us).
-PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, const float* bias) {
+// flip_of: w is the kernel of the backward-data problem *flip_of (flipped_kernel), which the
+// threads that transform it for themselves flip for themselves too.
+PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, const float* bias,
+                           const ConvDims* flip_of = nullptr) {
   thread_local std::vector<float> wt_buf;
   const int64_t wsize = pl.wino ? pl.wino->positions() * pl.Cg * pl.Opad : d.G * pl.CKK * pl.Opad;
   float* wt = scratch(wt_buf, static_cast<size_t>(wsize + d.G * pl.Opad));
@@ -797,8 +827,9 @@ PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, co
   if (bt)
     for (int64_t gi = 0; gi < d.G; ++gi)
       for (int64_t o = 0; o < pl.Opad; ++o) bt[gi * pl.Opad + o] = o < pl.Og ? bias[gi * pl.Og + o] : 0.0f;
+  if (pl.wino && num_threads() > 1 && !in_parallel_region()) return {nullptr, bt, w, next_call_id(), flip_of};
+  if (flip_of) w = flipped_kernel(*flip_of, w);
   if (pl.wino) {
-    if (num_threads() > 1 && !in_parallel_region()) return {nullptr, bt, w, next_call_id()};
     winograd_pack_weights(*pl.wino, w, wt);
     return {wt, bt};
   }
@@ -817,7 +848,13 @@ const float* winograd_weights(const Plan& pl, const PackedForward& pk) {
   thread_local std::vector<float> buf;
   thread_local uint64_t packed_for = 0;
   float* u = scratch(buf, static_cast<size_t>(pl.wino->positions() * pl.Cg * pl.Opad));
-  if (packed_for != pk.call) winograd_pack_weights(*pl.wino, pk.w_raw, u), packed_for = pk.call;
+  if (packed_for != pk.call) {
+    // (The flip too: the caller's flipped kernel, written on its core every call, was read from
+    // every other core. The 32 -> 64 backward-data on 2 threads: 1 image 49-51 -> 37 us, 2
+    // images 63 -> 51, 4 images 94 -> 82, 16 images 277-279 -> 267.)
+    winograd_pack_weights(*pl.wino, pk.flip_of ? flipped_kernel(*pk.flip_of, pk.w_raw) : pk.w_raw, u);
+    packed_for = pk.call;
+  }
   return u;
 }
 
@@ -961,14 +998,25 @@ bool fused_pool_applies(const ConvDims& d, const Plan& pl) {
 
 }  // namespace
 
-void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y, const float* bias,
-                                bool relu) {
+namespace {
+
+// The forward convolution; flip_of: w is the kernel of backward-data problem *flip_of (see
+// pack_forward).
+void forward(const ConvDims& d, const float* x, const float* w, float* y, const float* bias, bool relu,
+             const ConvDims* flip_of) {
   if (d.N == 0 || d.OH * d.OW == 0) return;
-  if (use_rows(d)) return forward_rows(d, x, w, y, bias, relu);
+  if (use_rows(d)) return forward_rows(d, x, flip_of ? flipped_kernel(*flip_of, w) : w, y, bias, relu);
   const Plan pl(d);
-  const PackedForward pk = pack_forward(d, pl, w, bias);
+  const PackedForward pk = pack_forward(d, pl, w, bias, flip_of);
   forward_vectors(d, pl, pk, y, relu,
                   [&](int64_t n, int64_t gi, std::vector<float>& buf) { return pl.image(d, x, n, gi, buf); }, x);
+}
+
+}  // namespace
+
+void conv_direct_forward_avx512(const ConvDims& d, const float* x, const float* w, float* y, const float* bias,
+                                bool relu) {
+  forward(d, x, w, y, bias, relu, nullptr);
 }
 
 bool conv_direct_forward_pool2x2_avx512(const ConvDims& d, const float* x, const float* w, const float* bias,
@@ -1068,28 +1116,6 @@ void wgrad_finish(const ConvDims& d, const Plan& pl, float* parts_ptr, int64_t p
     transpose_f32_avx512(parts_ptr + gi * pl.CKK * pl.Opad, pl.Opad, pl.CKK, pl.Og, gw + gi * pl.Og * pl.CKK, pl.CKK);
 }
 
-// Backward-data as a forward convolution: dims of the transformed problem and the flipped,
-// transposed kernel w'[c][o][kh][kw] = w[o][c][KH-1-kh][KW-1-kw] within each group (in a
-// thread-local buffer). False when it does not apply (stride > 1, padding beyond the kernel).
-bool flipped_problem(const ConvDims& d, const float* w, ConvDims& t, const float*& wflip) {
-  const int64_t eh = (d.KH - 1) * d.dh, ew = (d.KW - 1) * d.dw;
-  if (d.sh != 1 || d.sw != 1 || eh < d.ph || ew < d.pw) return false;
-  const int64_t Cg = d.C / d.G, Og = d.O / d.G, KK = d.KH * d.KW;
-  thread_local std::vector<float> wf_buf;
-  float* wf = scratch(wf_buf, static_cast<size_t>(d.C * Og * KK));
-  for (int64_t gi = 0; gi < d.G; ++gi)
-    for (int64_t c = 0; c < Cg; ++c)
-      for (int64_t o = 0; o < Og; ++o)
-        for (int64_t k = 0; k < KK; ++k)
-          wf[((gi * Cg + c) * Og + o) * KK + k] = w[((gi * Og + o) * Cg + c) * KK + (KK - 1 - k)];
-  t = d;
-  t.C = d.O, t.H = d.OH, t.W = d.OW;
-  t.O = d.C, t.OH = d.H, t.OW = d.W;
-  t.ph = eh - d.ph, t.pw = ew - d.pw;
-  wflip = wf;
-  return true;
-}
-
 }  // namespace
 
 void conv_direct_backward_weight_avx512(const ConvDims& d, const float* x, const float* gy, float* gw) {
@@ -1156,9 +1182,8 @@ bool conv_direct_backward_weight_pool2x2_avx512(const ConvDims& d, const float* 
 
 bool conv_direct_backward_input_avx512(const ConvDims& d, const float* gy, const float* w, float* gx) {
   ConvDims t;
-  const float* wf = nullptr;
-  if (!flipped_problem(d, w, t, wf)) return false;
-  conv_direct_forward_avx512(t, gy, wf, gx);
+  if (!flipped_dims(d, t)) return false;
+  forward(t, gy, w, gx, nullptr, false, &d);
   return true;
 }
 
@@ -1166,11 +1191,10 @@ bool conv_direct_backward_input_pool2x2_avx512(const ConvDims& d, const float* g
                                                float* gx) {
   if (!fused_pool_applies(d, Plan(d))) return false;
   ConvDims t;
-  const float* wf = nullptr;
-  if (!flipped_problem(d, w, t, wf)) return false;
+  if (!flipped_dims(d, t)) return false;
   const Plan pl(t);
   const int64_t PH = d.OH / 2, PW = d.OW / 2, PL = PH * PW;
-  const PackedForward pk = pack_forward(t, pl, wf, nullptr);
+  const PackedForward pk = pack_forward(t, pl, w, nullptr, &d);
   std::atomic<bool> bad{false};
   // The transformed problem's input is the output gradient: each padded plane is written
   // straight from the pooled gradient and indices.
