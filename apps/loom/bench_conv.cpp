@@ -30,8 +30,8 @@ int run_conv(const BenchCommon& o, const std::string& batches, const std::string
   }
   if (!o.no_peers && std::any_of(shapes.begin(), shapes.end(), [](const peers::ConvShape& s) { return s.N < 8; }))
     std::printf("# oneDNN's Winograd is not run below batch 8 (its weight gradient crashes there): direct only\n");
-  std::printf("%-28s %3s %-8s %-8s %10s %10s %10s %-8s %7s\n", "layer", "thr", "pass", "algo", "loom_ms", "loom_med",
-              "onednn_ms", "its_algo", "ratio");
+  std::printf("%-28s %3s %-8s %-8s %10s %10s %10s %-8s %7s %7s\n", "layer", "thr", "pass", "algo", "loom_ms", "loom_med",
+              "onednn_ms", "its_algo", "ratio", "paired");
   nlohmann::json records = nlohmann::json::array();
   for (int t : threads) {
     set_num_threads(t);
@@ -79,16 +79,20 @@ int run_conv(const BenchCommon& o, const std::string& batches, const std::string
         double lm = tm[0].min() * 1e3, lmed = tm[0].median() * 1e3;
         double pm = tm[1].samples.empty() ? 0 : tm[1].min() * 1e3;
         const char* peer_algo = "direct";
+        const Timing* peer_t = &tm[1];
         if (!tm[2].samples.empty() && (pm == 0 || tm[2].min() * 1e3 < pm)) {
           pm = tm[2].min() * 1e3;
           peer_algo = "winograd";
+          peer_t = &tm[2];
         }
         double ratio = pm > 0 ? pm / lm : 0;  // > 1: Loom faster
-        std::printf("%-28s %3d %-8s %-8s %10.3f %10.3f %10.3f %-8s %7.3f\n", name.c_str(), t, ps.name, algo.c_str(), lm,
-                    lmed, pm, pm > 0 ? peer_algo : "-", ratio);
+        double paired = pm > 0 ? paired_ratio(tm[0], *peer_t) : 0;
+        std::printf("%-28s %3d %-8s %-8s %10.3f %10.3f %10.3f %-8s %7.3f %7.3f\n", name.c_str(), t, ps.name, algo.c_str(),
+                    lm, lmed, pm, pm > 0 ? peer_algo : "-", ratio, paired);
         std::fflush(stdout);
         records.push_back({{"case", name + " " + ps.name}, {"threads", t}, {"algo", algo}, {"loom_ms", lm}, {"loom_ms_median", lmed},
-                           {"peer", "onednn"}, {"peer_algo", peer_algo}, {"peer_ms", pm}, {"ratio", ratio}});
+                           {"peer", "onednn"}, {"peer_algo", peer_algo}, {"peer_ms", pm}, {"ratio", ratio},
+                           {"ratio_paired_median", paired}});
       }
     }
   }
@@ -111,6 +115,10 @@ void add_bench_conv(CLI::App& bench, Runner& run) {
                   "outputs under 4x4 or very large images, for 3x3 unit-stride layers with >= 8 channels, else "
                   "implicit GEMM; the default) or gemm (implicit GEMM only)")
       ->capture_default_str();
+  cmd->footer(
+      "Columns: loom_ms / onednn_ms the fastest of --repeats rounds, loom_med Loom's median; ratio = "
+      "onednn_ms / loom_ms (> 1: Loom faster); paired = the median over rounds of oneDNN's time / Loom's in the "
+      "same round (steadier on a shared machine).");
   cmd->callback([o, batches, algos, &run] { run = [o, batches, algos] { return run_conv(*o, *batches, *algos); }; });
 }
 

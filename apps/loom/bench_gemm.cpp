@@ -54,7 +54,7 @@ int run_gemm(const GemmOptions& o) {
               cpu_model_name().c_str(), peak, measured ? "measured: a register-only FMA loop" : "--peak");
   std::printf("%-16s %3s %10s %10s %6s", "case(MxNxK)", "thr", "loom_best", "loom_med", "%peak");
   for (auto& p : peer_list) std::printf(" %22s", (p.name + "_best").c_str());
-  std::printf(" %8s %6s\n", "ratio", "maxerr");
+  std::printf(" %8s %7s %6s\n", "ratio", "paired", "maxerr");
 
   nlohmann::json records = nlohmann::json::array();
   for (int t : threads) {
@@ -77,6 +77,7 @@ int run_gemm(const GemmOptions& o) {
       double loom_best = flop / timings[0].min() * 1e-9, loom_med = flop / timings[0].median() * 1e-9;
       double best_peer = 0;
       std::string best_name = "none";
+      const Timing* best_t = nullptr;
       std::printf("%-16s %3d %10.1f %10.1f %5.0f%%", c.name.c_str(), t, loom_best, loom_med,
                   peak > 0 ? 100 * loom_best / (peak * t) : 0.0);
       nlohmann::json rec = {{"case", c.name}, {"threads", t}, {"loom_gflops", loom_best},
@@ -85,18 +86,20 @@ int run_gemm(const GemmOptions& o) {
         double g = flop / timings[i + 1].min() * 1e-9;
         std::printf(" %22.1f", g);
         rec[peer_list[i].name + "_gflops"] = g;
-        if (g > best_peer) best_peer = g, best_name = peer_list[i].name;
+        if (g > best_peer) best_peer = g, best_name = peer_list[i].name, best_t = &timings[i + 1];
       }
       // Loom's result against the last peer's (the same product): a wrong kernel shows here.
       double maxerr = 0;
       if (!peer_list.empty())
         for (int64_t i = 0; i < c.M * c.N; ++i) maxerr = std::max(maxerr, double(std::abs(C[i] - P[i])));
       double ratio = best_peer > 0 ? loom_best / best_peer : 0;
-      std::printf(" %8.3f %6.0e\n", ratio, maxerr);
+      double paired = best_t ? paired_ratio(timings[0], *best_t) : 0;
+      std::printf(" %8.3f %7.3f %6.0e\n", ratio, paired, maxerr);
       std::fflush(stdout);
       rec["peer"] = best_name;
       rec["peer_gflops"] = best_peer;
       rec["ratio"] = ratio;
+      rec["ratio_paired_median"] = paired;
       rec["max_abs_diff_vs_peer"] = maxerr;
       records.push_back(rec);
     }
@@ -115,6 +118,10 @@ void add_bench_gemm(CLI::App& bench, Runner& run) {
   cmd->add_flag("--no-transformer", o->no_transformer, "skip the transformer shapes");
   cmd->add_option("--peak", o->peak,
                   "fp32 peak GFLOP/s per core for the %peak column (default: measured by a register-only FMA loop)");
+  cmd->footer(
+      "Columns: GFLOP/s of the fastest of --repeats rounds (loom_med: Loom's median); ratio = Loom best / best "
+      "peer's best; paired = the median over rounds of the best peer's time / Loom's in the same round (steadier "
+      "on a shared machine); maxerr = largest |Loom - peer| element.");
   cmd->callback([o, &run] { run = [o] { return run_gemm(*o); }; });
 }
 

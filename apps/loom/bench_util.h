@@ -62,6 +62,19 @@ inline std::vector<Timing> time_each(const std::vector<std::function<void()>>& f
   return out;
 }
 
+// The median over repeats of peer time / Loom time, each pair from the same round of
+// time_each (a fraction of a second apart): a slow phase of this shared VM lands on both
+// members of a pair, so this moves less from run to run than the ratio of the minima,
+// which a contender whose times scatter more wins by its luckiest batch. > 1: Loom faster.
+inline double paired_ratio(const Timing& loom, const Timing& peer) {
+  const size_t n = std::min(loom.samples.size(), peer.samples.size());
+  if (n == 0) return 0;
+  std::vector<double> r(n);
+  for (size_t i = 0; i < n; ++i) r[i] = peer.samples[i] / loom.samples[i];
+  std::sort(r.begin(), r.end());
+  return r[n / 2];
+}
+
 // Writes benchmark records (a JSON array) to `path` when it is not empty.
 inline void write_json_records(const std::string& path, const nlohmann::json& records, const char* bench) {
   if (path.empty()) return;
