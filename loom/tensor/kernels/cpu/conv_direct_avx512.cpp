@@ -799,7 +799,7 @@ struct PackedForward {
   const float* bt;
   const float* w_raw = nullptr;
   uint64_t call = 0;  // (the call's id: a thread transforms w_raw once per call)
-  const ConvDims* flip_of = nullptr;  // w_raw is the kernel of backward-data problem *flip_of, to flip first
+  bool flipped = false;  // w_raw is the kernel of the backward-data problem (winograd_pack_weights)
 };
 
 // A Winograd F(4x4) forward with fewer images than threads splits each image by tile rows
@@ -816,8 +816,9 @@ bool winograd_splits_images(const ConvDims& d, const Plan& pl) {
 // 181-188 -> 80-84, 16 images 372-390 -> 267-274, batch 64 1045-1246 -> 1000-1058
 // (docs/performance.md, eighth session). The split of images by tile rows showed it first
 // (one image on 2 threads: forward 43-44 -> 33-34 us, backward-data 68-70 -> 50-57 us).
-// flip_of: w is the kernel of the backward-data problem *flip_of (flipped_kernel), which the
-// threads that transform it for themselves flip for themselves too.
+// flip_of: w is the kernel of the backward-data problem *flip_of, flipped here (flipped_kernel)
+// or, for Winograd, as it is transformed -- by every thread for itself when each transforms
+// the weights.
 PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, const float* bias,
                            const ConvDims* flip_of = nullptr) {
   thread_local std::vector<float> wt_buf;
@@ -827,12 +828,12 @@ PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, co
   if (bt)
     for (int64_t gi = 0; gi < d.G; ++gi)
       for (int64_t o = 0; o < pl.Opad; ++o) bt[gi * pl.Opad + o] = o < pl.Og ? bias[gi * pl.Og + o] : 0.0f;
-  if (pl.wino && num_threads() > 1 && !in_parallel_region()) return {nullptr, bt, w, next_call_id(), flip_of};
-  if (flip_of) w = flipped_kernel(*flip_of, w);
   if (pl.wino) {
-    winograd_pack_weights(*pl.wino, w, wt);
+    if (num_threads() > 1 && !in_parallel_region()) return {nullptr, bt, w, next_call_id(), flip_of != nullptr};
+    winograd_pack_weights(*pl.wino, w, wt, flip_of != nullptr);
     return {wt, bt};
   }
+  if (flip_of) w = flipped_kernel(*flip_of, w);
   for (int64_t gi = 0; gi < d.G; ++gi)
     for (int64_t t = 0; t < pl.CKK; ++t) {
       float* row = wt + (gi * pl.CKK + t) * pl.Opad;
@@ -849,10 +850,11 @@ const float* winograd_weights(const Plan& pl, const PackedForward& pk) {
   thread_local uint64_t packed_for = 0;
   float* u = scratch(buf, static_cast<size_t>(pl.wino->positions() * pl.Cg * pl.Opad));
   if (packed_for != pk.call) {
-    // (The flip too: the caller's flipped kernel, written on its core every call, was read from
-    // every other core. The 32 -> 64 backward-data on 2 threads: 1 image 49-51 -> 37 us, 2
-    // images 63 -> 51, 4 images 94 -> 82, 16 images 277-279 -> 267.)
-    winograd_pack_weights(*pl.wino, pk.flip_of ? flipped_kernel(*pk.flip_of, pk.w_raw) : pk.w_raw, u);
+    // (The flip too, from the caller's kernel: the caller's flipped copy, written on its core
+    // every call, was read from every other core. The 32 -> 64 backward-data on 2 threads: 1
+    // image 49-51 -> 37 us, 2 images 63 -> 51, 4 images 94 -> 82, 16 images 277-279 -> 267;
+    // with the flip folded into the transform's transpose, 1 image -> 34 us, 4 images -> 79.)
+    winograd_pack_weights(*pl.wino, pk.w_raw, u, pk.flipped);
     packed_for = pk.call;
   }
   return u;

@@ -54,8 +54,10 @@ struct WinogradGeom {
 // buffers fit (else 2).
 int winograd_tile(const ConvDims& d);
 
-// U[positions][C][Opad] = G w[o][c] G^T, zero for o >= O.
-void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U);
+// U[positions][C][Opad] = G w[o][c] G^T, zero for o >= O. flipped: w is the kernel of the
+// backward-data problem that this forward one computes, w[c][o][3][3], used rotated by 180
+// degrees (w'[o][c][kh][kw] = w[c][o][2 - kh][2 - kw]).
+void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U, bool flipped = false);
 // yt[pixel][Opad] (OH * OW pixels, pixel = oh * OW + ow) = conv(img) + bias (Opad floats,
 // zero-padded, or null), rectified when relu -- the layout of the implicit-GEMM kernels'
 // transposed output tile. img: the C unpadded H x W planes of one image.

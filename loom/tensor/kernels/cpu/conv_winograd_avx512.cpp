@@ -185,12 +185,19 @@ inline void g2(__m512 a, __m512 b, __m512 c, __m512 r[4]) {
 // (With gathers and direct stores the 32 -> 64 layer's 2048 kernels took ~44% of a 1-image
 // forward on 1 thread: 53.5 -> 44.5 us with the staging and the transposed copy.)
 template <int P, void (*gmul)(__m512, __m512, __m512, __m512*)>
-void pack_weights_by(const WinogradGeom& g, const float* w, float* U) {
+void pack_weights_by(const WinogradGeom& g, const float* w, float* U, bool flipped) {
   static constexpr int64_t kCB = 8;
   const int64_t C = g.C, O = g.O, Opad = g.Opad, ncb = (C + kCB - 1) / kCB;
   thread_local std::vector<float> wt_buf;  // wT[c * 9 + t][o]
   float* wT = scratch(wt_buf, static_cast<size_t>(C * 9 * Opad));
-  transpose_f32_avx512(w, C * 9, O, C * 9, wT, Opad, /*full_rows=*/true);
+  if (!flipped) {
+    transpose_f32_avx512(w, C * 9, O, C * 9, wT, Opad, /*full_rows=*/true);
+  } else {
+    // wT[c * 9 + t][o] = w[c][o][8 - t]: each input channel's O x 9 block transposed into
+    // its 9 rows bottom-up (a negative row stride).
+    for (int64_t c = 0; c < C; ++c)
+      transpose_f32_avx512(w + c * O * 9, 9, O, 9, wT + (c * 9 + 8) * Opad, -Opad, /*full_rows=*/true);
+  }
   // (captures by value: the vector stores may alias anything read through a reference)
   parallel_for(0, Opad / 16 * ncb, 1, [C, Opad, ncb, wT, U](int64_t lo, int64_t hi) {
     alignas(64) float tmp[P * P][kCB][16];
@@ -422,9 +429,9 @@ bool winograd_applies(const ConvDims& d) {
   return image_floats(g) * 4 <= (int64_t{4} << 20);
 }
 
-void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U) {
-  if (g.m == 4) return pack_weights_by<6, g3>(g, w, U);
-  pack_weights_by<4, g2>(g, w, U);
+void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U, bool flipped) {
+  if (g.m == 4) return pack_weights_by<6, g3>(g, w, U, flipped);
+  pack_weights_by<4, g2>(g, w, U, flipped);
 }
 
 void winograd_forward_image(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
