@@ -1081,7 +1081,7 @@ void zero_part(float* parts_ptr, int64_t p, int64_t part_size) {
 
 // Floats of one group's partial weight gradient: gW^T[tap][o], or the Winograd
 // accumulator [xi][c][o].
-int64_t wgrad_group_size(const Plan& pl) { return (pl.wino ? pl.wino->positions() * pl.Cg : pl.CKK) * pl.Opad; }
+int64_t wgrad_group_size(const Plan& pl) { return pl.wino ? pl.wino->acc_floats() : pl.CKK * pl.Opad; }
 
 // acc[tap][o] += sum over pixels [l0, l0 + np) of gyt[pixel - l0][o] * xi[pixel + tap]
 // (Winograd: whole images only, l0 = 0 and np = L).

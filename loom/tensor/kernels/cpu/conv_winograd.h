@@ -48,6 +48,13 @@ struct WinogradGeom {
   int64_t OH, OW, TH, TW, T;
   explicit WinogradGeom(const ConvDims& d, int m = 2);
   int64_t positions() const { return (m + 2) * (m + 2); }
+  // Floats between positions of the weight-gradient accumulator acc[position][C][Opad]:
+  // C * Opad plus one vector, so that the positions of one (c, o) -- which the last step reads
+  // together -- do not all fall in one L1 set when C * Opad * 4 is a multiple of 4 KiB (the
+  // 32 -> 64 layer's 8 KiB: one image's weight gradient 64 -> 48 us, 4 images on 2 threads
+  // 113-129 -> 95-112, batch 64 on 1 thread 2470-2550 -> 2310-2370).
+  int64_t acc_stride() const { return C * Opad + 16; }
+  int64_t acc_floats() const { return positions() * acc_stride(); }
 };
 
 // The tile side a problem's passes use: 4 for outputs of at least 4 x 4 whose per-image
@@ -70,8 +77,9 @@ void winograd_forward_tile_rows(const WinogradGeom& g, const float* U, const flo
                                 bool relu, int64_t th0, int64_t th1);
 // How many tile rows winograd_forward_tile_rows can take (0: not this geometry).
 int64_t winograd_tile_rows(const WinogradGeom& g);
-// acc[positions][C][Opad] += the transform-domain weight gradient of one image, from its input
-// planes and its output gradient gyt[pixel][Opad] (zero past O).
+// acc[positions][C][Opad] (positions acc_stride() floats apart) += the transform-domain weight
+// gradient of one image, from its input planes and its output gradient gyt[pixel][Opad] (zero
+// past O).
 void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc);
 // gw[O][C][3][3] = G^T acc[.][c][o] G.
 void winograd_wgrad_finish(const WinogradGeom& g, const float* acc, float* gw);

@@ -369,7 +369,7 @@ void wgrad_image4(const WinogradGeom& g, const float* img, const float* gyt, flo
     for (int64_t ob = 0; ob < g.Opad; ob += 64) {
       const int nv = static_cast<int>(std::min<int64_t>(4, (g.Opad - ob) / 16));
       conv_register_tiles(nv, g.C, g.T, DY + xi * mx + ob, g.Opad, V + xi * vx, base, off,
-                          acc + xi * g.C * g.Opad + ob, g.Opad, true, nullptr, false);
+                          acc + xi * g.acc_stride() + ob, g.Opad, true, nullptr, false);
     }
 }
 
@@ -393,7 +393,7 @@ void wgrad_finish4(const WinogradGeom& g, const float* acc, float* gw) {
       __m512 r[3][6];  // r[k][j]: G^T over the rows of column j
       for (int j = 0; j < 6; ++j) {
         __m512 a[6], o[3];
-        for (int i = 0; i < 6; ++i) a[i] = _mm512_loadu_ps(acc + ((6 * i + j) * g.C + c) * g.Opad + ob);
+        for (int i = 0; i < 6; ++i) a[i] = _mm512_loadu_ps(acc + (6 * i + j) * g.acc_stride() + c * g.Opad + ob);
         gt(a, o);
         for (int q = 0; q < 3; ++q) r[q][j] = o[q];
       }
@@ -529,7 +529,7 @@ void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* 
     for (int64_t ob = 0; ob < g.Opad; ob += 64) {
       const int nv = static_cast<int>(std::min<int64_t>(4, (g.Opad - ob) / 16));
       conv_register_tiles(nv, g.C, g.T, DY + xi * xs + ob, g.Opad, V + xi * v2_stride(g), base, off,
-                          acc + xi * g.C * g.Opad + ob, g.Opad, true, nullptr, false);
+                          acc + xi * g.acc_stride() + ob, g.Opad, true, nullptr, false);
     }
 }
 
@@ -539,7 +539,7 @@ void winograd_wgrad_finish(const WinogradGeom& g, const float* acc, float* gw) {
   for (int64_t o = 0; o < g.O; ++o)
     for (int64_t c = 0; c < g.C; ++c) {
       float a[4][4];
-      for (int xi = 0; xi < 16; ++xi) a[xi / 4][xi % 4] = acc[(xi * g.C + c) * g.Opad + o];
+      for (int xi = 0; xi < 16; ++xi) a[xi / 4][xi % 4] = acc[xi * g.acc_stride() + c * g.Opad + o];
       float r[3][4];
       for (int j = 0; j < 4; ++j) {
         r[0][j] = a[0][j] + 0.5f * (a[1][j] + a[2][j]);
