@@ -152,6 +152,10 @@ const std::vector<Case>& cases() {
       {1, 1, 7, 9, 32, 3},
       {3, 1, 6, 6, 20, 3},
       {1, 2, 6, 6, 24, 3, 1, 1, 1, 2},
+      // One image on several threads: the Winograd weight gradient split by output channels
+      // (40 outputs: three vectors, the last part-filled), F(4x4) and F(2x2) (3 x 3 output).
+      {1, 8, 6, 7, 40, 3},
+      {1, 8, 3, 3, 40, 3},
   };
   return cs;
 }

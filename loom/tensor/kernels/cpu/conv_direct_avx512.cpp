@@ -1120,9 +1120,37 @@ void wgrad_finish(const ConvDims& d, const Plan& pl, float* parts_ptr, int64_t p
 
 }  // namespace
 
+namespace {
+
+// One image's Winograd weight gradient on several threads: each takes a range of output
+// channels (whole vectors) -- transforms the input for itself, transposes and transforms its
+// channels of the output gradient, accumulates and finishes its rows of gw -- so no partial
+// sums are zeroed, summed or passed between threads. (Split by images, one image ran on one
+// thread: the 32 -> 64 layer on 2 threads took 48 us, as on 1; split by channels, 30.)
+void winograd_wgrad_by_channels(const ConvDims& d, const Plan& pl, const float* x, const float* gy, float* gw) {
+  const WinogradGeom& g = *pl.wino;
+  const int64_t vecs = pl.Opad / 16, chunks = std::min<int64_t>(vecs, num_threads());
+  parallel_tasks(chunks, [&](int64_t k) {
+    const int64_t o0 = 16 * (vecs * k / chunks), o1 = 16 * (vecs * (k + 1) / chunks);
+    thread_local std::vector<float> xbuf, gbuf, abuf;
+    float* acc = scratch(abuf, static_cast<size_t>(g.acc_floats()));
+    for (int64_t xi = 0; xi < g.positions(); ++xi)
+      for (int64_t c = 0; c < g.C; ++c)
+        std::memset(acc + xi * g.acc_stride() + c * g.Opad + o0, 0, sizeof(float) * static_cast<size_t>(o1 - o0));
+    float* gyt = scratch(gbuf, static_cast<size_t>(pl.L * pl.Opad));  // columns [o0, o1) of gy^T[pixel][o]
+    transpose_f32_avx512(gy + o0 * pl.L, pl.L, std::min(o1, pl.Og) - o0, pl.L, gyt + o0, pl.Opad, /*full_rows=*/true);
+    winograd_wgrad_image(g, pl.image(d, x, 0, 0, xbuf), gyt, acc, o0, o1);
+    winograd_wgrad_finish(g, acc, gw, o0, o1);
+  });
+}
+
+}  // namespace
+
 void conv_direct_backward_weight_avx512(const ConvDims& d, const float* x, const float* gy, float* gw) {
   const Plan pl(d, !use_rows(d));
   if (use_rows(d)) return backward_weight_rows(d, pl, x, gy, gw);
+  if (pl.wino && d.N == 1 && pl.Opad >= 32 && num_threads() > 1 && !in_parallel_region())
+    return winograd_wgrad_by_channels(d, pl, x, gy, gw);
   // Parts split the N * L pixels (whole images for Winograd: units of L pixels).
   const int64_t unit = pl.wino ? pl.L : 1;
   const int64_t parts = wgrad_part_count(unit > 0 ? d.N * (pl.L / unit) : 0), gsize = wgrad_group_size(pl),

@@ -79,10 +79,12 @@ void winograd_forward_tile_rows(const WinogradGeom& g, const float* U, const flo
 int64_t winograd_tile_rows(const WinogradGeom& g);
 // acc[positions][C][Opad] (positions acc_stride() floats apart) += the transform-domain weight
 // gradient of one image, from its input planes and its output gradient gyt[pixel][Opad] (zero
-// past O).
-void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc);
-// gw[O][C][3][3] = G^T acc[.][c][o] G.
-void winograd_wgrad_finish(const WinogradGeom& g, const float* acc, float* gw);
+// past O). Only output channels [o0, o1) (multiples of 16; o1 < 0: Opad) are read and
+// accumulated: threads split one image's gradient this way.
+void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc, int64_t o0 = 0,
+                          int64_t o1 = -1);
+// gw[o][C][3][3] = G^T acc[.][c][o] G for o in [o0, o1) (the same bounds).
+void winograd_wgrad_finish(const WinogradGeom& g, const float* acc, float* gw, int64_t o0 = 0, int64_t o1 = -1);
 
 // The implicit-GEMM register tiles (conv_direct_avx512.cpp): for items j < n,
 //   out[j * ldo + 16 v ..] (+)= sum_{r < R} vec[r * vs + 16 v ..] * x[base[j] + off[r]],

@@ -332,8 +332,9 @@ inline void a6(const __m512 y[4], __m512 o[6]) {
   o[5] = y[3];
 }
 
-// acc[xi][c][o] += sum over tiles V[xi][tile][c] * DY[xi][tile][o], DY = A dy A^T.
-void wgrad_image4(const WinogradGeom& g, const float* img, const float* gyt, float* acc) {
+// acc[xi][c][o] += sum over tiles V[xi][tile][c] * DY[xi][tile][o], DY = A dy A^T, for o in
+// [o0, o1).
+void wgrad_image4(const WinogradGeom& g, const float* img, const float* gyt, float* acc, int64_t o0, int64_t o1) {
   thread_local std::vector<float> buf;
   thread_local std::vector<int64_t> base_buf, off_buf;
   const int64_t Cp = cpad(g), vx = v4_stride(g), mx = m4_stride(g);
@@ -345,7 +346,7 @@ void wgrad_image4(const WinogradGeom& g, const float* img, const float* gyt, flo
     for (int64_t tw = 0; tw < g.TW; ++tw) {
       const int64_t t = th * g.TW + tw;
       const int64_t rows = std::min<int64_t>(4, g.OH - 4 * th), cols = std::min<int64_t>(4, g.OW - 4 * tw);
-      for (int64_t v = 0; v < g.Opad; v += 16) {
+      for (int64_t v = o0; v < o1; v += 16) {
         // Pixels outside the output count as zero.
         __m512 z[4][6];  // z[a][j]: A over the columns of row a
         for (int a = 0; a < 4; ++a) {
@@ -366,15 +367,15 @@ void wgrad_image4(const WinogradGeom& g, const float* img, const float* gyt, flo
   const int64_t* base = ramp(base_buf, g.C, 1);
   const int64_t* off = ramp(off_buf, g.T, Cp);
   for (int xi = 0; xi < 36; ++xi)
-    for (int64_t ob = 0; ob < g.Opad; ob += 64) {
-      const int nv = static_cast<int>(std::min<int64_t>(4, (g.Opad - ob) / 16));
+    for (int64_t ob = o0; ob < o1; ob += 64) {
+      const int nv = static_cast<int>(std::min<int64_t>(4, (o1 - ob) / 16));
       conv_register_tiles(nv, g.C, g.T, DY + xi * mx + ob, g.Opad, V + xi * vx, base, off,
                           acc + xi * g.acc_stride() + ob, g.Opad, true, nullptr, false);
     }
 }
 
 // gw[o][c] = G^T acc[.][c][o] G (3 x 6 . 6 x 6 . 6 x 3), 16 output channels per vector.
-void wgrad_finish4(const WinogradGeom& g, const float* acc, float* gw) {
+void wgrad_finish4(const WinogradGeom& g, const float* acc, float* gw, int64_t o0, int64_t o1) {
   // G^T's rows: (1/4, -1/6, -1/6, 1/24, 1/24, 0), (0, -1/6, 1/6, 1/12, -1/12, 0),
   // (0, -1/6, -1/6, 1/6, 1/6, 1).
   auto gt = [](const __m512 a[6], __m512 r[3]) {
@@ -387,7 +388,7 @@ void wgrad_finish4(const WinogradGeom& g, const float* acc, float* gw) {
     r[2] = _mm512_add_ps(_mm512_mul_ps(sixth, _mm512_sub_ps(s34, s12)), a[5]);
   };
   alignas(64) float k[9][16];
-  for (int64_t ob = 0; ob < g.Opad; ob += 16) {
+  for (int64_t ob = o0; ob < o1; ob += 16) {
     const int64_t lanes_valid = std::min<int64_t>(16, g.O - ob);
     for (int64_t c = 0; c < g.C; ++c) {
       __m512 r[3][6];  // r[k][j]: G^T over the rows of column j
@@ -488,8 +489,10 @@ void winograd_forward_tile_rows(const WinogradGeom& g, const float* U, const flo
 
 int64_t winograd_tile_rows(const WinogradGeom& g) { return g.m == 4 ? g.TH : 0; }
 
-void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc) {
-  if (g.m == 4) return wgrad_image4(g, img, gyt, acc);
+void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc, int64_t o0,
+                          int64_t o1) {
+  if (o1 < 0) o1 = g.Opad;
+  if (g.m == 4) return wgrad_image4(g, img, gyt, acc, o0, o1);
   thread_local std::vector<float> buf;
   thread_local std::vector<int64_t> base_buf, off_buf;
   float* V = scratch(buf, static_cast<size_t>(image_floats(g)));
@@ -502,7 +505,7 @@ void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* 
   for (int64_t t = 0; t < g.T; ++t) {
     int64_t p[4];
     tile_pixels(g, t, p);
-    for (int64_t v = 0; v < g.Opad; v += 16) {
+    for (int64_t v = o0; v < o1; v += 16) {
       __m512 d[4];
       for (int k = 0; k < 4; ++k) d[k] = p[k] < 0 ? zero : _mm512_loadu_ps(gyt + p[k] * g.Opad + v);
       // z[i][b] for b = 0, 1 (d[0], d[1]: row 0; d[2], d[3]: row 1).
@@ -526,17 +529,18 @@ void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* 
   const int64_t* base = ramp(base_buf, g.C, g.T);
   const int64_t* off = ramp(off_buf, g.T, 1);
   for (int xi = 0; xi < 16; ++xi)
-    for (int64_t ob = 0; ob < g.Opad; ob += 64) {
-      const int nv = static_cast<int>(std::min<int64_t>(4, (g.Opad - ob) / 16));
+    for (int64_t ob = o0; ob < o1; ob += 64) {
+      const int nv = static_cast<int>(std::min<int64_t>(4, (o1 - ob) / 16));
       conv_register_tiles(nv, g.C, g.T, DY + xi * xs + ob, g.Opad, V + xi * v2_stride(g), base, off,
                           acc + xi * g.acc_stride() + ob, g.Opad, true, nullptr, false);
     }
 }
 
-void winograd_wgrad_finish(const WinogradGeom& g, const float* acc, float* gw) {
-  if (g.m == 4) return wgrad_finish4(g, acc, gw);
+void winograd_wgrad_finish(const WinogradGeom& g, const float* acc, float* gw, int64_t o0, int64_t o1) {
+  if (o1 < 0) o1 = g.Opad;
+  if (g.m == 4) return wgrad_finish4(g, acc, gw, o0, o1);
   // G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1], over rows then columns.
-  for (int64_t o = 0; o < g.O; ++o)
+  for (int64_t o = o0; o < std::min(o1, g.O); ++o)
     for (int64_t c = 0; c < g.C; ++c) {
       float a[4][4];
       for (int xi = 0; xi < 16; ++xi) a[xi / 4][xi % 4] = acc[xi * g.acc_stride() + c * g.Opad + o];
