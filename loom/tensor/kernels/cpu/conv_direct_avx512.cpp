@@ -802,10 +802,10 @@ struct PackedForward {
   bool flipped = false;  // w_raw is the kernel of the backward-data problem (winograd_pack_weights)
 };
 
-// A Winograd F(4x4) forward with fewer images than threads splits each image by tile rows
+// A Winograd forward with fewer images than threads splits each image by output channels
 // (forward_vectors).
 bool winograd_splits_images(const ConvDims& d, const Plan& pl) {
-  return pl.wino && d.N < num_threads() && winograd_tile_rows(*pl.wino) >= 2;
+  return pl.wino && d.N < num_threads() && pl.Opad >= 32;
 }
 
 // On more than one thread every thread transforms all of the Winograd weights for itself
@@ -814,8 +814,9 @@ bool winograd_splits_images(const ConvDims& d, const Plan& pl) {
 // every call. In this VM's slow phases that cost ~100 us a call: the 32 -> 64 forward on 2
 // threads took 147-156 us for 2 images against 50-56 with per-thread weights, 4 images
 // 181-188 -> 80-84, 16 images 372-390 -> 267-274, batch 64 1045-1246 -> 1000-1058
-// (docs/performance.md, eighth session). The split of images by tile rows showed it first
-// (one image on 2 threads: forward 43-44 -> 33-34 us, backward-data 68-70 -> 50-57 us).
+// (docs/performance.md, eighth session). The split of images by tile rows (since replaced)
+// showed it first (one image on 2 threads: forward 43-44 -> 33-34 us, backward-data 68-70 ->
+// 50-57 us).
 // flip_of: w is the kernel of the backward-data problem *flip_of, flipped here (flipped_kernel)
 // or, for Winograd, as it is transformed -- by every thread for itself when each transforms
 // the weights.
@@ -886,18 +887,28 @@ void forward_vectors(const ConvDims& d, const Plan& pl, const PackedForward& pk,
   const int64_t unit = pl.wino ? pl.L : 1;
   const int64_t parts = forward_parts();
   if (winograd_splits_images(d, pl)) {
-    // Fewer images than threads: Winograd F(4x4) splits each image by tile rows (each piece
-    // transposes the image to channels-last for itself; 45-48 -> 43-44 us for one image of
-    // the 32 -> 64 forward on 2 threads; splitting output channels was slower).
-    const int64_t rows = winograd_tile_rows(*pl.wino), chunks = std::min(rows, (num_threads() + d.N - 1) / d.N);
-    const int64_t OW = d.OW;
+    // Fewer images than threads: each image's output channels are dealt out in ranges of
+    // whole vectors. A task transforms the whole input and its channels of the weights for
+    // itself, computes its channels and transposes them into y. Against a split by tile rows,
+    // where every thread transformed all of the weights: one image of the 32 -> 64 layer on 2
+    // threads, forward 31.5-32 -> 26 us, backward-data 34 -> 30.5 (oneDNN: 29 and 29).
+    const int64_t vecs = pl.Opad / 16, chunks = std::min(vecs, (num_threads() + d.N - 1) / d.N);
     parallel_tasks(d.N * chunks, [&](int64_t t) {
-      const int64_t n = t / chunks, c = t % chunks, th0 = rows * c / chunks, th1 = rows * (c + 1) / chunks;
-      const int64_t l0 = std::min(4 * th0, d.OH) * OW, l1 = std::min(4 * th1, d.OH) * OW;
-      thread_local std::vector<float> xbuf, ybuf;
+      const int64_t n = t / chunks, k = t % chunks;
+      const int64_t o0 = 16 * (vecs * k / chunks), o1 = 16 * (vecs * (k + 1) / chunks);
+      thread_local std::vector<float> xbuf, ybuf, ubuf;
+      thread_local uint64_t packed_for = 0;
+      thread_local int64_t packed_o0 = -1;
+      const float* U = pk.wt;
+      if (!U) {
+        float* u = scratch(ubuf, static_cast<size_t>(pl.wino->positions() * pl.Cg * pl.Opad));
+        if (packed_for != pk.call || packed_o0 != o0) winograd_pack_weights(*pl.wino, pk.w_raw, u, pk.flipped, o0, o1);
+        packed_for = pk.call, packed_o0 = o0;
+        U = u;
+      }
       float* yt = scratch(ybuf, static_cast<size_t>(pl.L * pl.Opad));
-      winograd_forward_tile_rows(*pl.wino, winograd_weights(pl, pk), pk.bt, image(n, 0, xbuf), yt, relu, th0, th1);
-      if (l1 > l0) transpose_f32_avx512(yt + l0 * pl.Opad, pl.Opad, l1 - l0, pl.Og, y + n * d.O * pl.L + l0, pl.L);
+      winograd_forward_image(*pl.wino, U, pk.bt, image(n, 0, xbuf), yt, relu, o0, o1);
+      transpose_f32_avx512(yt + o0, pl.Opad, pl.L, std::min(o1, pl.Og) - o0, y + (n * d.O + o0) * pl.L, pl.L);
     });
     return;
   }

@@ -63,20 +63,16 @@ int winograd_tile(const ConvDims& d);
 
 // U[positions][C][Opad] = G w[o][c] G^T, zero for o >= O. flipped: w is the kernel of the
 // backward-data problem that this forward one computes, w[c][o][3][3], used rotated by 180
-// degrees (w'[o][c][kh][kw] = w[c][o][2 - kh][2 - kw]).
-void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U, bool flipped = false);
+// degrees (w'[o][c][kh][kw] = w[c][o][2 - kh][2 - kw]). Only output channels [o0, o1)
+// (multiples of 16; o1 < 0: Opad) are written.
+void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U, bool flipped = false, int64_t o0 = 0,
+                           int64_t o1 = -1);
 // yt[pixel][Opad] (OH * OW pixels, pixel = oh * OW + ow) = conv(img) + bias (Opad floats,
 // zero-padded, or null), rectified when relu -- the layout of the implicit-GEMM kernels'
-// transposed output tile. img: the C unpadded H x W planes of one image.
+// transposed output tile. img: the C unpadded H x W planes of one image. Only output channels
+// [o0, o1) (as above) are computed, from U's same channels: threads split one image this way.
 void winograd_forward_image(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
-                            bool relu);
-// The same for the tiles of tile rows [th0, th1) only: their outputs (pixel rows 4 th0 ..
-// 4 th1) are written to yt, at the same places. Threads split one image this way. F(4x4)
-// geometries only (winograd_tile_rows > 0).
-void winograd_forward_tile_rows(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
-                                bool relu, int64_t th0, int64_t th1);
-// How many tile rows winograd_forward_tile_rows can take (0: not this geometry).
-int64_t winograd_tile_rows(const WinogradGeom& g);
+                            bool relu, int64_t o0 = 0, int64_t o1 = -1);
 // acc[positions][C][Opad] (positions acc_stride() floats apart) += the transform-domain weight
 // gradient of one image, from its input planes and its output gradient gyt[pixel][Opad] (zero
 // past O). Only output channels [o0, o1) (multiples of 16; o1 < 0: Opad) are read and

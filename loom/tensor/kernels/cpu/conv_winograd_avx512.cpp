@@ -185,24 +185,24 @@ inline void g2(__m512 a, __m512 b, __m512 c, __m512 r[4]) {
 // (With gathers and direct stores the 32 -> 64 layer's 2048 kernels took ~44% of a 1-image
 // forward on 1 thread: 53.5 -> 44.5 us with the staging and the transposed copy.)
 template <int P, void (*gmul)(__m512, __m512, __m512, __m512*)>
-void pack_weights_by(const WinogradGeom& g, const float* w, float* U, bool flipped) {
+void pack_weights_by(const WinogradGeom& g, const float* w, float* U, bool flipped, int64_t o0, int64_t o1) {
   static constexpr int64_t kCB = 8;
-  const int64_t C = g.C, O = g.O, Opad = g.Opad, ncb = (C + kCB - 1) / kCB;
-  thread_local std::vector<float> wt_buf;  // wT[c * 9 + t][o]
+  const int64_t C = g.C, O = g.O, Opad = g.Opad, ncb = (C + kCB - 1) / kCB, rows = std::min(o1, O) - o0;
+  thread_local std::vector<float> wt_buf;  // wT[c * 9 + t][o], columns [o0, o1)
   float* wT = scratch(wt_buf, static_cast<size_t>(C * 9 * Opad));
   if (!flipped) {
-    transpose_f32_avx512(w, C * 9, O, C * 9, wT, Opad, /*full_rows=*/true);
+    transpose_f32_avx512(w + o0 * C * 9, C * 9, rows, C * 9, wT + o0, Opad, /*full_rows=*/true);
   } else {
     // wT[c * 9 + t][o] = w[c][o][8 - t]: each input channel's O x 9 block transposed into
     // its 9 rows bottom-up (a negative row stride).
     for (int64_t c = 0; c < C; ++c)
-      transpose_f32_avx512(w + c * O * 9, 9, O, 9, wT + (c * 9 + 8) * Opad, -Opad, /*full_rows=*/true);
+      transpose_f32_avx512(w + (c * O + o0) * 9, 9, rows, 9, wT + (c * 9 + 8) * Opad + o0, -Opad, /*full_rows=*/true);
   }
   // (captures by value: the vector stores may alias anything read through a reference)
-  parallel_for(0, Opad / 16 * ncb, 1, [C, Opad, ncb, wT, U](int64_t lo, int64_t hi) {
+  parallel_for(0, (o1 - o0) / 16 * ncb, 1, [C, Opad, ncb, o0, wT, U](int64_t lo, int64_t hi) {
     alignas(64) float tmp[P * P][kCB][16];
     for (int64_t q = lo; q < hi; ++q) {
-      const int64_t ob = q / ncb * 16, c0 = q % ncb * kCB, nc = std::min(kCB, C - c0);
+      const int64_t ob = o0 + q / ncb * 16, c0 = q % ncb * kCB, nc = std::min(kCB, C - c0);
       for (int64_t cc = 0; cc < nc; ++cc) {
         const float* k = wT + (c0 + cc) * 9 * Opad + ob;
         __m512 tap[9];
@@ -237,10 +237,10 @@ const float* channels_last4(const WinogradGeom& g, const float* img) {
 
 // V[xi][tile][c] = B^T d B for every tile's 6 x 6 input block d, 16 channels per vector
 // (rows, then columns), from the image's channels-last copy.
-void input_transform4(const WinogradGeom& g, const float* img, float* V, int64_t th0, int64_t th1) {
+void input_transform4(const WinogradGeom& g, const float* img, float* V) {
   const int64_t Cp = cpad(g), vx = v4_stride(g);  // vx: one position xi to the next
   const float* X = channels_last4(g, img);
-  for (int64_t th = th0; th < th1; ++th)
+  for (int64_t th = 0; th < g.TH; ++th)
     for (int64_t tw = 0; tw < g.TW; ++tw) {
       const int64_t t = th * g.TW + tw;
       // The 6 x 6 input block under the tile: rows 4 th - ph .., columns 4 tw - pw ..;
@@ -271,31 +271,30 @@ void input_transform4(const WinogradGeom& g, const float* img, float* V, int64_t
     }
 }
 
-// Tile rows [th0, th1) of one image (all of them: 0, TH).
+// One image, output channels [o0, o1).
 void forward_image4(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt, bool relu,
-                    int64_t th0, int64_t th1) {
+                    int64_t o0, int64_t o1) {
   thread_local std::vector<float> buf;
   thread_local std::vector<int64_t> base_buf, off_buf;
   const int64_t Cp = cpad(g), vx = v4_stride(g), mx = m4_stride(g);  // one position xi to the next
   float* V = scratch(buf, static_cast<size_t>(36 * (vx + mx)));
   float* M = V + 36 * vx;
-  input_transform4(g, img, V, th0, th1);
+  input_transform4(g, img, V);
   // M[xi][tile][o] = sum_c V[xi][tile][c] * U[xi][c][o].
   const int64_t* base = ramp(base_buf, g.T, Cp);
   const int64_t* off = ramp(off_buf, g.C, 1);
-  const int64_t t0 = th0 * g.TW, nt = (th1 - th0) * g.TW;
   for (int xi = 0; xi < 36; ++xi)
-    for (int64_t ob = 0; ob < g.Opad; ob += 64) {
-      const int nv = static_cast<int>(std::min<int64_t>(4, (g.Opad - ob) / 16));
-      conv_register_tiles(nv, nt, g.C, U + xi * g.C * g.Opad + ob, g.Opad, V + xi * vx, base + t0, off,
-                          M + xi * mx + t0 * g.Opad + ob, g.Opad, false, nullptr, false);
+    for (int64_t ob = o0; ob < o1; ob += 64) {
+      const int nv = static_cast<int>(std::min<int64_t>(4, (o1 - ob) / 16));
+      conv_register_tiles(nv, g.T, g.C, U + xi * g.C * g.Opad + ob, g.Opad, V + xi * vx, base, off,
+                          M + xi * mx + ob, g.Opad, false, nullptr, false);
     }
   // y = A^T m A per tile, plus bias, into the output pixels it covers.
-  for (int64_t th = th0; th < th1; ++th)
+  for (int64_t th = 0; th < g.TH; ++th)
     for (int64_t tw = 0; tw < g.TW; ++tw) {
       const int64_t t = th * g.TW + tw;
       const int64_t rows = std::min<int64_t>(4, g.OH - 4 * th), cols = std::min<int64_t>(4, g.OW - 4 * tw);
-      for (int64_t v = 0; v < g.Opad; v += 16) {
+      for (int64_t v = o0; v < o1; v += 16) {
         const float* m = M + t * g.Opad + v;
         __m512 s[4][6];  // s[a][j]: A^T over the rows of column j
         for (int j = 0; j < 6; ++j) {
@@ -340,7 +339,7 @@ void wgrad_image4(const WinogradGeom& g, const float* img, const float* gyt, flo
   const int64_t Cp = cpad(g), vx = v4_stride(g), mx = m4_stride(g);
   float* V = scratch(buf, static_cast<size_t>(36 * (vx + mx)));
   float* DY = V + 36 * vx;
-  input_transform4(g, img, V, 0, g.TH);
+  input_transform4(g, img, V);
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t th = 0; th < g.TH; ++th)
     for (int64_t tw = 0; tw < g.TW; ++tw) {
@@ -430,14 +429,16 @@ bool winograd_applies(const ConvDims& d) {
   return image_floats(g) * 4 <= (int64_t{4} << 20);
 }
 
-void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U, bool flipped) {
-  if (g.m == 4) return pack_weights_by<6, g3>(g, w, U, flipped);
-  pack_weights_by<4, g2>(g, w, U, flipped);
+void winograd_pack_weights(const WinogradGeom& g, const float* w, float* U, bool flipped, int64_t o0, int64_t o1) {
+  if (o1 < 0) o1 = g.Opad;
+  if (g.m == 4) return pack_weights_by<6, g3>(g, w, U, flipped, o0, o1);
+  pack_weights_by<4, g2>(g, w, U, flipped, o0, o1);
 }
 
 void winograd_forward_image(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
-                            bool relu) {
-  if (g.m == 4) return forward_image4(g, U, bias, img, yt, relu, 0, g.TH);
+                            bool relu, int64_t o0, int64_t o1) {
+  if (o1 < 0) o1 = g.Opad;
+  if (g.m == 4) return forward_image4(g, U, bias, img, yt, relu, o0, o1);
   thread_local std::vector<float> buf;
   thread_local std::vector<int64_t> base_buf, off_buf;
   float* V = scratch(buf, static_cast<size_t>(image_floats(g)));
@@ -446,8 +447,8 @@ void winograd_forward_image(const WinogradGeom& g, const float* U, const float* 
   const int64_t* base = ramp(base_buf, g.T, 1);
   const int64_t* off = ramp(off_buf, g.C, g.T);
   for (int xi = 0; xi < 16; ++xi)
-    for (int64_t ob = 0; ob < g.Opad; ob += 64) {
-      const int nv = static_cast<int>(std::min<int64_t>(4, (g.Opad - ob) / 16));
+    for (int64_t ob = o0; ob < o1; ob += 64) {
+      const int nv = static_cast<int>(std::min<int64_t>(4, (o1 - ob) / 16));
       conv_register_tiles(nv, g.T, g.C, U + xi * g.C * g.Opad + ob, g.Opad, V + xi * v2_stride(g), base, off,
                           M + xi * m2_stride(g) + ob, g.Opad, false, nullptr, false);
     }
@@ -456,7 +457,7 @@ void winograd_forward_image(const WinogradGeom& g, const float* U, const float* 
   for (int64_t t = 0; t < g.T; ++t) {
     int64_t p[4];
     tile_pixels(g, t, p);
-    for (int64_t v = 0; v < g.Opad; v += 16) {
+    for (int64_t v = o0; v < o1; v += 16) {
       const float* m = M + t * g.Opad + v;
       __m512 s[2][4];
       for (int j = 0; j < 4; ++j) {
@@ -479,15 +480,6 @@ void winograd_forward_image(const WinogradGeom& g, const float* U, const float* 
     }
   }
 }
-
-void winograd_forward_tile_rows(const WinogradGeom& g, const float* U, const float* bias, const float* img, float* yt,
-                                bool relu, int64_t th0, int64_t th1) {
-  LOOM_CHECK(g.m == 4 && 0 <= th0 && th0 <= th1 && th1 <= g.TH,
-             "winograd_forward_tile_rows: rows [{}, {}) of {} (F({}))", th0, th1, g.TH, g.m);
-  forward_image4(g, U, bias, img, yt, relu, th0, th1);
-}
-
-int64_t winograd_tile_rows(const WinogradGeom& g) { return g.m == 4 ? g.TH : 0; }
 
 void winograd_wgrad_image(const WinogradGeom& g, const float* img, const float* gyt, float* acc, int64_t o0,
                           int64_t o1) {
