@@ -215,10 +215,10 @@ TEST(ConvDirect, WeightGradientIsDeterministic) {
 }
 
 // Each thread keeps its own plan, row geometry and packed (or Winograd-transformed) weights,
-// remade per call: two layers called in turn, and one layer whose weights are overwritten in
-// place between calls (same pointer, same dims), must give on 2 and 3 threads exactly what
-// one thread gives -- for the row path and Winograd, in the batch split and the one-image
-// split, forward and backward-data (a forward of the flipped problem).
+// remade per call: three layers called in turn, their weights overwritten in place between
+// rounds (same pointer, same dims), must give on 2 and 3 threads exactly what one thread
+// gives -- for the row path, Winograd and the o-vector path, in the batch split and the
+// one-image split, forward and backward-data (a forward of the flipped problem).
 TEST(ConvDirect, PerThreadWeightsFollowEveryCall) {
   if (active_isa() < Isa::kAvx512) GTEST_SKIP() << "no AVX-512";
   cpu::Conv2dParams p;
@@ -226,29 +226,31 @@ TEST(ConvDirect, PerThreadWeightsFollowEveryCall) {
   struct Layer {
     int64_t C, H, O;
   };
-  const Layer layers[2] = {{1, 12, 32}, {32, 14, 64}};  // the row path; Winograd
+  // The row path; Winograd; the o-vector path (6 channels: no Winograd, 54 taps; its
+  // backward-data's 6 outputs neither).
+  const Layer layers[3] = {{1, 12, 32}, {32, 14, 64}, {6, 10, 24}};
   for (int64_t N : {1, 5}) {
-    Tensor x[2], w[2], gy[2];
-    for (int l = 0; l < 2; ++l) {
+    Tensor x[3], w[3], gy[3];
+    for (int l = 0; l < 3; ++l) {
       x[l] = Tensor::randn({N, layers[l].C, layers[l].H, layers[l].H});
       w[l] = Tensor::randn({layers[l].O, layers[l].C, 3, 3});
       gy[l] = Tensor::randn({N, layers[l].O, layers[l].H, layers[l].H});
     }
-    const Tensor w_next[2] = {Tensor::randn(w[0].shape()), Tensor::randn(w[1].shape())};
+    const Tensor w_next[3] = {Tensor::randn(w[0].shape()), Tensor::randn(w[1].shape()), Tensor::randn(w[2].shape())};
     // Round r: layer 0, layer 1, then both weights overwritten in place for round r + 1.
     auto run = [&](int threads) {
       set_num_threads(threads);
-      Tensor wl[2] = {w[0].clone(), w[1].clone()};
+      Tensor wl[3] = {w[0].clone(), w[1].clone(), w[2].clone()};
       std::vector<std::vector<float>> out;
       for (int round = 0; round < 2; ++round) {
-        for (int l = 0; l < 2; ++l) {
+        for (int l = 0; l < 3; ++l) {
           Tensor y = Tensor::empty(gy[l].shape()), gx = Tensor::empty(x[l].shape());
           cpu::conv2d_forward(x[l], wl[l], p, y);
           cpu::conv2d_backward_input(gy[l], wl[l], p, gx);
           out.push_back(y.to_vector<float>());
           out.push_back(gx.to_vector<float>());
         }
-        for (int l = 0; l < 2; ++l) wl[l].copy_from(w_next[l]);
+        for (int l = 0; l < 3; ++l) wl[l].copy_from(w_next[l]);
       }
       return out;
     };

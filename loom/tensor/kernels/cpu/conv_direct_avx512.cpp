@@ -799,7 +799,8 @@ struct PackedForward {
   const float* bt;
   const float* w_raw = nullptr;
   uint64_t call = 0;  // (the call's id: a thread transforms w_raw once per call)
-  bool flipped = false;  // w_raw is the kernel of the backward-data problem (winograd_pack_weights)
+  const ConvDims* flip_of = nullptr;  // w_raw is the kernel of this backward-data problem (pack_forward)
+  int64_t groups = 1;
 };
 
 // A Winograd forward with fewer images than threads splits each image by output channels
@@ -808,10 +809,19 @@ bool winograd_splits_images(const ConvDims& d, const Plan& pl) {
   return pl.wino && d.N < num_threads() && pl.Opad >= 32;
 }
 
-// On more than one thread every thread transforms all of the Winograd weights for itself
-// (once per call, in its first task): every tile reads all of them, and shared -- each
-// thread transforming its share, then reading the others' -- they crossed between the cores
-// every call. In this VM's slow phases that cost ~100 us a call: the 32 -> 64 forward on 2
+// wt[gi][tap][o] = w[gi * Og + o][tap], zero for o >= Og: the o-vector kernels' weights.
+void pack_taps(int64_t G, const Plan& pl, const float* w, float* wt) {
+  for (int64_t gi = 0; gi < G; ++gi)
+    for (int64_t t = 0; t < pl.CKK; ++t) {
+      float* row = wt + (gi * pl.CKK + t) * pl.Opad;
+      for (int64_t o = 0; o < pl.Opad; ++o) row[o] = o < pl.Og ? w[(gi * pl.Og + o) * pl.CKK + t] : 0.0f;
+    }
+}
+
+// On more than one thread every thread transforms the Winograd weights (or packs the o-vector
+// weights) for itself, once per call in its first task: every tile reads all of them, and
+// shared -- each thread transforming its share, then reading the others', or the caller's
+// packing read by the others -- they crossed between the cores every call. In this VM's slow phases that cost ~100 us a call: the 32 -> 64 forward on 2
 // threads took 147-156 us for 2 images against 50-56 with per-thread weights, 4 images
 // 181-188 -> 80-84, 16 images 372-390 -> 267-274, batch 64 1045-1246 -> 1000-1058
 // (docs/performance.md, eighth session). The split of images by tile rows (since replaced)
@@ -823,23 +833,19 @@ bool winograd_splits_images(const ConvDims& d, const Plan& pl) {
 PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, const float* bias,
                            const ConvDims* flip_of = nullptr) {
   thread_local std::vector<float> wt_buf;
-  const int64_t wsize = pl.wino ? pl.wino->positions() * pl.Cg * pl.Opad : d.G * pl.CKK * pl.Opad;
+  const bool per_thread = num_threads() > 1 && !in_parallel_region();
+  const int64_t wsize = per_thread ? 0 : pl.wino ? pl.wino->positions() * pl.Cg * pl.Opad : d.G * pl.CKK * pl.Opad;
   float* wt = scratch(wt_buf, static_cast<size_t>(wsize + d.G * pl.Opad));
   float* bt = bias ? wt + wsize : nullptr;
   if (bt)
     for (int64_t gi = 0; gi < d.G; ++gi)
       for (int64_t o = 0; o < pl.Opad; ++o) bt[gi * pl.Opad + o] = o < pl.Og ? bias[gi * pl.Og + o] : 0.0f;
+  if (per_thread) return {nullptr, bt, w, next_call_id(), flip_of, d.G};
   if (pl.wino) {
-    if (num_threads() > 1 && !in_parallel_region()) return {nullptr, bt, w, next_call_id(), flip_of != nullptr};
     winograd_pack_weights(*pl.wino, w, wt, flip_of != nullptr);
     return {wt, bt};
   }
-  if (flip_of) w = flipped_kernel(*flip_of, w);
-  for (int64_t gi = 0; gi < d.G; ++gi)
-    for (int64_t t = 0; t < pl.CKK; ++t) {
-      float* row = wt + (gi * pl.CKK + t) * pl.Opad;
-      for (int64_t o = 0; o < pl.Opad; ++o) row[o] = o < pl.Og ? w[(gi * pl.Og + o) * pl.CKK + t] : 0.0f;
-    }
+  pack_taps(d.G, pl, flip_of ? flipped_kernel(*flip_of, w) : w, wt);
   return {wt, bt};
 }
 
@@ -855,10 +861,23 @@ const float* winograd_weights(const Plan& pl, const PackedForward& pk) {
     // every call, was read from every other core. The 32 -> 64 backward-data on 2 threads: 1
     // image 49-51 -> 37 us, 2 images 63 -> 51, 4 images 94 -> 82, 16 images 277-279 -> 267;
     // with the flip folded into the transform's transpose, 1 image -> 34 us, 4 images -> 79.)
-    winograd_pack_weights(*pl.wino, pk.w_raw, u, pk.flipped);
+    winograd_pack_weights(*pl.wino, pk.w_raw, u, pk.flip_of != nullptr);
     packed_for = pk.call;
   }
   return u;
+}
+
+// The same for the o-vector kernels' packed weights.
+const float* ovector_weights(const Plan& pl, const PackedForward& pk) {
+  if (pk.wt) return pk.wt;
+  thread_local std::vector<float> buf;
+  thread_local uint64_t packed_for = 0;
+  float* wt = scratch(buf, static_cast<size_t>(pk.groups * pl.CKK * pl.Opad));
+  if (packed_for != pk.call) {
+    pack_taps(pk.groups, pl, pk.flip_of ? flipped_kernel(*pk.flip_of, pk.w_raw) : pk.w_raw, wt);
+    packed_for = pk.call;
+  }
+  return wt;
 }
 
 // yt[pixel - l0][o] for output pixels [l0, l1) of group gi, from its padded image xi (the
@@ -866,7 +885,7 @@ const float* winograd_weights(const Plan& pl, const PackedForward& pk) {
 void forward_pixels(const Plan& pl, const PackedForward& pk, int64_t gi, const float* xi, int64_t l0, int64_t l1,
                     float* yt, bool relu) {
   if (pl.wino) return winograd_forward_image(*pl.wino, winograd_weights(pl, pk), pk.bt, xi, yt, relu);
-  const float* wg = pk.wt + gi * pl.CKK * pl.Opad;
+  const float* wg = ovector_weights(pl, pk) + gi * pl.CKK * pl.Opad;
   for (int64_t ob = 0; ob < pl.Opad; ob += 64) {
     const int nv = static_cast<int>(std::min<int64_t>(4, (pl.Opad - ob) / 16));
     for (int64_t t0 = 0; t0 < pl.CKK; t0 += kTapBlock) {
@@ -902,7 +921,8 @@ void forward_vectors(const ConvDims& d, const Plan& pl, const PackedForward& pk,
       const float* U = pk.wt;
       if (!U) {
         float* u = scratch(ubuf, static_cast<size_t>(pl.wino->positions() * pl.Cg * pl.Opad));
-        if (packed_for != pk.call || packed_o0 != o0) winograd_pack_weights(*pl.wino, pk.w_raw, u, pk.flipped, o0, o1);
+        if (packed_for != pk.call || packed_o0 != o0)
+          winograd_pack_weights(*pl.wino, pk.w_raw, u, pk.flip_of != nullptr, o0, o1);
         packed_for = pk.call, packed_o0 = o0;
         U = u;
       }
