@@ -30,8 +30,8 @@ int run_conv(const BenchCommon& o, const std::string& batches, const std::string
   }
   if (!o.no_peers && std::any_of(shapes.begin(), shapes.end(), [](const peers::ConvShape& s) { return s.N < 8; }))
     std::printf("# oneDNN's Winograd is not run below batch 8 (its weight gradient crashes there): direct only\n");
-  std::printf("%-28s %3s %-8s %-8s %10s %10s %10s %-8s %7s %7s\n", "layer", "thr", "pass", "algo", "loom_ms", "loom_med",
-              "onednn_ms", "its_algo", "ratio", "paired");
+  std::printf("%-28s %3s %-8s %-8s %10s %10s %10s %-8s %7s %7s\n", "layer", "thr", "pass", "algo", "loom_ms",
+              "loom_med", "onednn_ms", "its_algo", "ratio", "paired");
   nlohmann::json records = nlohmann::json::array();
   for (int t : threads) {
     set_num_threads(t);
@@ -87,11 +87,18 @@ int run_conv(const BenchCommon& o, const std::string& batches, const std::string
         }
         double ratio = pm > 0 ? pm / lm : 0;  // > 1: Loom faster
         double paired = pm > 0 ? paired_ratio(tm[0], *peer_t) : 0;
-        std::printf("%-28s %3d %-8s %-8s %10.3f %10.3f %10.3f %-8s %7.3f %7.3f\n", name.c_str(), t, ps.name, algo.c_str(),
-                    lm, lmed, pm, pm > 0 ? peer_algo : "-", ratio, paired);
+        std::printf("%-28s %3d %-8s %-8s %10.3f %10.3f %10.3f %-8s %7.3f %7.3f\n", name.c_str(), t, ps.name,
+                    algo.c_str(), lm, lmed, pm, pm > 0 ? peer_algo : "-", ratio, paired);
         std::fflush(stdout);
-        records.push_back({{"case", name + " " + ps.name}, {"threads", t}, {"algo", algo}, {"loom_ms", lm}, {"loom_ms_median", lmed},
-                           {"peer", "onednn"}, {"peer_algo", peer_algo}, {"peer_ms", pm}, {"ratio", ratio},
+        records.push_back({{"case", name + " " + ps.name},
+                           {"threads", t},
+                           {"algo", algo},
+                           {"loom_ms", lm},
+                           {"loom_ms_median", lmed},
+                           {"peer", "onednn"},
+                           {"peer_algo", peer_algo},
+                           {"peer_ms", pm},
+                           {"ratio", ratio},
                            {"ratio_paired_median", paired}});
       }
     }

@@ -821,12 +821,12 @@ void pack_taps(int64_t G, const Plan& pl, const float* w, float* wt) {
 // On more than one thread every thread transforms the Winograd weights (or packs the o-vector
 // weights) for itself, once per call in its first task: every tile reads all of them, and
 // shared -- each thread transforming its share, then reading the others', or the caller's
-// packing read by the others -- they crossed between the cores every call. In this VM's slow phases that cost ~100 us a call: the 32 -> 64 forward on 2
-// threads took 147-156 us for 2 images against 50-56 with per-thread weights, 4 images
-// 181-188 -> 80-84, 16 images 372-390 -> 267-274, batch 64 1045-1246 -> 1000-1058
-// (docs/performance.md, eighth session). The split of images by tile rows (since replaced)
-// showed it first (one image on 2 threads: forward 43-44 -> 33-34 us, backward-data 68-70 ->
-// 50-57 us).
+// packing read by the others -- they crossed between the cores every call. In this VM's
+// slow phases that cost ~100 us a call: the 32 -> 64 forward on 2 threads took 147-156 us
+// for 2 images against 50-56 with per-thread weights, 4 images 181-188 -> 80-84, 16 images
+// 372-390 -> 267-274, batch 64 1045-1246 -> 1000-1058 (docs/performance.md, eighth
+// session). The split of images by tile rows (since replaced) showed it first (one image on
+// 2 threads: forward 43-44 -> 33-34 us, backward-data 68-70 -> 50-57 us).
 // flip_of: w is the kernel of the backward-data problem *flip_of, flipped here (flipped_kernel)
 // or, for Winograd, as it is transformed -- by every thread for itself when each transforms
 // the weights.

@@ -286,8 +286,8 @@ void forward_image4(const WinogradGeom& g, const float* U, const float* bias, co
   for (int xi = 0; xi < 36; ++xi)
     for (int64_t ob = o0; ob < o1; ob += 64) {
       const int nv = static_cast<int>(std::min<int64_t>(4, (o1 - ob) / 16));
-      conv_register_tiles(nv, g.T, g.C, U + xi * g.C * g.Opad + ob, g.Opad, V + xi * vx, base, off,
-                          M + xi * mx + ob, g.Opad, false, nullptr, false);
+      conv_register_tiles(nv, g.T, g.C, U + xi * g.C * g.Opad + ob, g.Opad, V + xi * vx, base, off, M + xi * mx + ob,
+                          g.Opad, false, nullptr, false);
     }
   // y = A^T m A per tile, plus bias, into the output pixels it covers.
   for (int64_t th = 0; th < g.TH; ++th)
