@@ -850,19 +850,21 @@ PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, co
 }
 
 // The transformed Winograd weights the calling thread uses: pk.wt, or its own transform of
-// pk.w_raw, made on its first use in call pk.call.
-const float* winograd_weights(const Plan& pl, const PackedForward& pk) {
+// pk.w_raw (output channels [o0, o1) only; o1 < 0: all), made on its first use in call
+// pk.call.
+const float* winograd_weights(const Plan& pl, const PackedForward& pk, int64_t o0 = 0, int64_t o1 = -1) {
   if (pk.wt) return pk.wt;
   thread_local std::vector<float> buf;
   thread_local uint64_t packed_for = 0;
+  thread_local int64_t packed_o0 = 0, packed_o1 = 0;
   float* u = scratch(buf, static_cast<size_t>(pl.wino->positions() * pl.Cg * pl.Opad));
-  if (packed_for != pk.call) {
+  if (packed_for != pk.call || packed_o0 != o0 || packed_o1 != o1) {
     // (The flip too, from the caller's kernel: the caller's flipped copy, written on its core
     // every call, was read from every other core. The 32 -> 64 backward-data on 2 threads: 1
     // image 49-51 -> 37 us, 2 images 63 -> 51, 4 images 94 -> 82, 16 images 277-279 -> 267;
     // with the flip folded into the transform's transpose, 1 image -> 34 us, 4 images -> 79.)
-    winograd_pack_weights(*pl.wino, pk.w_raw, u, pk.flip_of != nullptr);
-    packed_for = pk.call;
+    winograd_pack_weights(*pl.wino, pk.w_raw, u, pk.flip_of != nullptr, o0, o1);
+    packed_for = pk.call, packed_o0 = o0, packed_o1 = o1;
   }
   return u;
 }
@@ -915,19 +917,9 @@ void forward_vectors(const ConvDims& d, const Plan& pl, const PackedForward& pk,
     parallel_tasks(d.N * chunks, [&](int64_t t) {
       const int64_t n = t / chunks, k = t % chunks;
       const int64_t o0 = 16 * (vecs * k / chunks), o1 = 16 * (vecs * (k + 1) / chunks);
-      thread_local std::vector<float> xbuf, ybuf, ubuf;
-      thread_local uint64_t packed_for = 0;
-      thread_local int64_t packed_o0 = -1;
-      const float* U = pk.wt;
-      if (!U) {
-        float* u = scratch(ubuf, static_cast<size_t>(pl.wino->positions() * pl.Cg * pl.Opad));
-        if (packed_for != pk.call || packed_o0 != o0)
-          winograd_pack_weights(*pl.wino, pk.w_raw, u, pk.flip_of != nullptr, o0, o1);
-        packed_for = pk.call, packed_o0 = o0;
-        U = u;
-      }
+      thread_local std::vector<float> xbuf, ybuf;
       float* yt = scratch(ybuf, static_cast<size_t>(pl.L * pl.Opad));
-      winograd_forward_image(*pl.wino, U, pk.bt, image(n, 0, xbuf), yt, relu, o0, o1);
+      winograd_forward_image(*pl.wino, winograd_weights(pl, pk, o0, o1), pk.bt, image(n, 0, xbuf), yt, relu, o0, o1);
       transpose_f32_avx512(yt + o0, pl.Opad, pl.L, std::min(o1, pl.Og) - o0, y + (n * d.O + o0) * pl.L, pl.L);
     });
     return;
@@ -1037,10 +1029,6 @@ struct PoolTiles {
 bool fused_pool_applies(const ConvDims& d, const Plan& pl) {
   return d.OH >= 2 && d.OW >= 2 && d.N >= 2 * num_threads() && pl.L * pl.Opad * 4 <= (int64_t{1} << 20);
 }
-
-}  // namespace
-
-namespace {
 
 // The forward convolution; flip_of: w is the kernel of backward-data problem *flip_of (see
 // pack_forward).
@@ -1157,10 +1145,6 @@ void wgrad_finish(const ConvDims& d, const Plan& pl, float* parts_ptr, int64_t p
   for (int64_t gi = 0; gi < d.G; ++gi)
     transpose_f32_avx512(parts_ptr + gi * pl.CKK * pl.Opad, pl.Opad, pl.CKK, pl.Og, gw + gi * pl.Og * pl.CKK, pl.CKK);
 }
-
-}  // namespace
-
-namespace {
 
 // One image's Winograd weight gradient on several threads: each takes a range of output
 // channels (whole vectors) -- transforms the input for itself, transposes and transforms its
