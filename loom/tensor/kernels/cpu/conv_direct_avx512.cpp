@@ -795,7 +795,7 @@ const float* flipped_kernel(const ConvDims& d, const float* w) {
 // -- for Winograd problems the transformed weights U[xi][c][o] -- and bias bt[gi][o] (null
 // without a bias), in a thread-local buffer of the calling thread.
 struct PackedForward {
-  const float* wt;  // null: every thread transforms w_raw for itself (winograd_weights)
+  const float* wt;  // null: every thread packs w_raw for itself (thread_weights)
   const float* bt;
   const float* w_raw = nullptr;
   uint64_t call = 0;  // (the call's id: a thread transforms w_raw once per call)
@@ -809,11 +809,22 @@ bool winograd_splits_images(const ConvDims& d, const Plan& pl) {
   return pl.wino && d.N < num_threads() && pl.Opad >= 32;
 }
 
-// wt[gi][tap][o] = w[gi * Og + o][tap], zero for o >= Og: the o-vector kernels' weights.
-void pack_taps(int64_t G, const Plan& pl, const float* w, float* wt) {
+// Floats of the kernels' weights for G groups: Winograd's U[xi][c][o], or wt[gi][tap][o].
+int64_t weight_floats(const Plan& pl, int64_t G) {
+  return pl.wino ? pl.wino->positions() * pl.Cg * pl.Opad : G * pl.CKK * pl.Opad;
+}
+
+// The kernels' weights from w into dst: Winograd-transformed (output channels [o0, o1) only;
+// o1 < 0: all), else wt[gi][tap][o] = w[gi * Og + o][tap], zero for o >= Og. flip_of: w is
+// the kernel of the backward-data problem *flip_of, flipped here (flipped_kernel) or, for
+// Winograd, as it is transformed.
+void pack_weights(const Plan& pl, int64_t G, const float* w, const ConvDims* flip_of, float* dst, int64_t o0 = 0,
+                  int64_t o1 = -1) {
+  if (pl.wino) return winograd_pack_weights(*pl.wino, w, dst, flip_of != nullptr, o0, o1);
+  if (flip_of) w = flipped_kernel(*flip_of, w);
   for (int64_t gi = 0; gi < G; ++gi)
     for (int64_t t = 0; t < pl.CKK; ++t) {
-      float* row = wt + (gi * pl.CKK + t) * pl.Opad;
+      float* row = dst + (gi * pl.CKK + t) * pl.Opad;
       for (int64_t o = 0; o < pl.Opad; ++o) row[o] = o < pl.Og ? w[(gi * pl.Og + o) * pl.CKK + t] : 0.0f;
     }
 }
@@ -827,67 +838,48 @@ void pack_taps(int64_t G, const Plan& pl, const float* w, float* wt) {
 // 372-390 -> 267-274, batch 64 1045-1246 -> 1000-1058 (docs/performance.md, eighth
 // session). The split of images by tile rows (since replaced) showed it first (one image on
 // 2 threads: forward 43-44 -> 33-34 us, backward-data 68-70 -> 50-57 us).
-// flip_of: w is the kernel of the backward-data problem *flip_of, flipped here (flipped_kernel)
-// or, for Winograd, as it is transformed -- by every thread for itself when each transforms
-// the weights.
+// flip_of: as pack_weights.
 PackedForward pack_forward(const ConvDims& d, const Plan& pl, const float* w, const float* bias,
                            const ConvDims* flip_of = nullptr) {
   thread_local std::vector<float> wt_buf;
   const bool per_thread = num_threads() > 1 && !in_parallel_region();
-  const int64_t wsize = per_thread ? 0 : pl.wino ? pl.wino->positions() * pl.Cg * pl.Opad : d.G * pl.CKK * pl.Opad;
+  const int64_t wsize = per_thread ? 0 : weight_floats(pl, d.G);
   float* wt = scratch(wt_buf, static_cast<size_t>(wsize + d.G * pl.Opad));
   float* bt = bias ? wt + wsize : nullptr;
   if (bt)
     for (int64_t gi = 0; gi < d.G; ++gi)
       for (int64_t o = 0; o < pl.Opad; ++o) bt[gi * pl.Opad + o] = o < pl.Og ? bias[gi * pl.Og + o] : 0.0f;
   if (per_thread) return {nullptr, bt, w, next_call_id(), flip_of, d.G};
-  if (pl.wino) {
-    winograd_pack_weights(*pl.wino, w, wt, flip_of != nullptr);
-    return {wt, bt};
-  }
-  pack_taps(d.G, pl, flip_of ? flipped_kernel(*flip_of, w) : w, wt);
+  pack_weights(pl, d.G, w, flip_of, wt);
   return {wt, bt};
 }
 
-// The transformed Winograd weights the calling thread uses: pk.wt, or its own transform of
-// pk.w_raw (output channels [o0, o1) only; o1 < 0: all), made on its first use in call
-// pk.call.
-const float* winograd_weights(const Plan& pl, const PackedForward& pk, int64_t o0 = 0, int64_t o1 = -1) {
+// The weights the calling thread uses: pk.wt, or its own packing of pk.w_raw (for Winograd,
+// output channels [o0, o1) only; o1 < 0: all), made on its first use in call pk.call. (The
+// flip too, from the caller's kernel: the caller's flipped copy, written on its core every
+// call, was read from every other core. The 32 -> 64 backward-data on 2 threads: 1 image
+// 49-51 -> 37 us, 2 images 63 -> 51, 4 images 94 -> 82, 16 images 277-279 -> 267; with the
+// flip folded into the transform's transpose, 1 image -> 34 us, 4 images -> 79.)
+const float* thread_weights(const Plan& pl, const PackedForward& pk, int64_t o0 = 0, int64_t o1 = -1) {
   if (pk.wt) return pk.wt;
   thread_local std::vector<float> buf;
   thread_local uint64_t packed_for = 0;
   thread_local int64_t packed_o0 = 0, packed_o1 = 0;
-  float* u = scratch(buf, static_cast<size_t>(pl.wino->positions() * pl.Cg * pl.Opad));
+  float* u = scratch(buf, static_cast<size_t>(weight_floats(pl, pk.groups)));
   if (packed_for != pk.call || packed_o0 != o0 || packed_o1 != o1) {
-    // (The flip too, from the caller's kernel: the caller's flipped copy, written on its core
-    // every call, was read from every other core. The 32 -> 64 backward-data on 2 threads: 1
-    // image 49-51 -> 37 us, 2 images 63 -> 51, 4 images 94 -> 82, 16 images 277-279 -> 267;
-    // with the flip folded into the transform's transpose, 1 image -> 34 us, 4 images -> 79.)
-    winograd_pack_weights(*pl.wino, pk.w_raw, u, pk.flip_of != nullptr, o0, o1);
+    pack_weights(pl, pk.groups, pk.w_raw, pk.flip_of, u, o0, o1);
     packed_for = pk.call, packed_o0 = o0, packed_o1 = o1;
   }
   return u;
-}
-
-// The same for the o-vector kernels' packed weights.
-const float* ovector_weights(const Plan& pl, const PackedForward& pk) {
-  if (pk.wt) return pk.wt;
-  thread_local std::vector<float> buf;
-  thread_local uint64_t packed_for = 0;
-  float* wt = scratch(buf, static_cast<size_t>(pk.groups * pl.CKK * pl.Opad));
-  if (packed_for != pk.call) {
-    pack_taps(pk.groups, pl, pk.flip_of ? flipped_kernel(*pk.flip_of, pk.w_raw) : pk.w_raw, wt);
-    packed_for = pk.call;
-  }
-  return wt;
 }
 
 // yt[pixel - l0][o] for output pixels [l0, l1) of group gi, from its padded image xi (the
 // Winograd kernels compute whole images: [0, L) only).
 void forward_pixels(const Plan& pl, const PackedForward& pk, int64_t gi, const float* xi, int64_t l0, int64_t l1,
                     float* yt, bool relu) {
-  if (pl.wino) return winograd_forward_image(*pl.wino, winograd_weights(pl, pk), pk.bt, xi, yt, relu);
-  const float* wg = ovector_weights(pl, pk) + gi * pl.CKK * pl.Opad;
+  const float* wt = thread_weights(pl, pk);
+  if (pl.wino) return winograd_forward_image(*pl.wino, wt, pk.bt, xi, yt, relu);
+  const float* wg = wt + gi * pl.CKK * pl.Opad;
   for (int64_t ob = 0; ob < pl.Opad; ob += 64) {
     const int nv = static_cast<int>(std::min<int64_t>(4, (pl.Opad - ob) / 16));
     for (int64_t t0 = 0; t0 < pl.CKK; t0 += kTapBlock) {
@@ -919,7 +911,7 @@ void forward_vectors(const ConvDims& d, const Plan& pl, const PackedForward& pk,
       const int64_t o0 = 16 * (vecs * k / chunks), o1 = 16 * (vecs * (k + 1) / chunks);
       thread_local std::vector<float> xbuf, ybuf;
       float* yt = scratch(ybuf, static_cast<size_t>(pl.L * pl.Opad));
-      winograd_forward_image(*pl.wino, winograd_weights(pl, pk, o0, o1), pk.bt, image(n, 0, xbuf), yt, relu, o0, o1);
+      winograd_forward_image(*pl.wino, thread_weights(pl, pk, o0, o1), pk.bt, image(n, 0, xbuf), yt, relu, o0, o1);
       transpose_f32_avx512(yt + o0, pl.Opad, pl.L, std::min(o1, pl.Og) - o0, y + (n * d.O + o0) * pl.L, pl.L);
     });
     return;
