@@ -23,15 +23,16 @@ struct Mat {
   float at(int64_t i, int64_t j) const { return p()[i * rs + j * cs]; }
 };
 
-// An M x N matrix stored row-major, column-major, with padding between rows, or (layout 3)
+// An M x N matrix stored row-major, column-major, with padding between rows, (layout 3)
 // row-major with 64-byte aligned rows (as tensors are: sgemm then packs a row-major B inside
-// the macro-kernel).
+// the macro-kernel), or (layout 4) row-major with rows a multiple of 4 KiB apart.
 Mat make(int64_t M, int64_t N, int layout, std::mt19937& rng) {
   std::uniform_real_distribution<float> u(-1, 1);
   Mat m;
   if (layout == 0) m = {std::vector<float>(M * N), N, 1};
   else if (layout == 1) m = {std::vector<float>(M * N), 1, M};
   else if (layout == 2) m = {std::vector<float>(M * (N + 3) * 2), 2 * (N + 3), 2};  // strided rows and columns
+  else if (layout == 4) m = {std::vector<float>(M * ((N + 1023) / 1024 * 1024)), (N + 1023) / 1024 * 1024, 1};
   else {
     const int64_t rs = (N + 15) / 16 * 16;
     m = {std::vector<float>(M * rs + 16), rs, 1};
@@ -121,6 +122,10 @@ TEST_P(GemmTest, BlockBoundaries) {
   // on 2 threads each thread's column range (N >= 4 panels per thread) does the same.
   check(400, 100, 1000, 0, 3, 0.5f, 1.5f, rng);
   check(350, 600, 40, 2, 3, 1.0f, 0.0f, rng);
+  // Row-major A is read in place by the tiles (a partial last row panel packed), in every
+  // B mode above; with rows 4 KiB apart it is packed instead.
+  check(45, 70, 300, 4, 0, 0.5f, 1.5f, rng);
+  check(400, 100, 1000, 4, 3, 0.5f, 1.5f, rng);
 }
 
 TEST_P(GemmTest, DegenerateSizes) {

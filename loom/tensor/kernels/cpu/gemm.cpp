@@ -210,9 +210,24 @@ struct BSource {
   bool fill = false;
 };
 
-void macro_kernel(const GemmKernel& g, const float* Ap, const BSource& bs, int64_t mc, int64_t ncols,
+// Where the tiles of one MC x KC block read A: its packed panels, or (`rows` set) every
+// whole MR-row panel straight from row-major A, only a partial last panel packed (at its
+// place in `packed`).
+struct ASource {
+  const float* packed;
+  const float* rows = nullptr;  // A[ic, pc] in rows mode
+  int64_t lda = 0;              // A's row stride in rows mode
+};
+
+void macro_kernel(const GemmKernel& g, const ASource& as, const BSource& bs, int64_t mc, int64_t ncols,
                   int64_t nr_begin, int64_t nc_total, int64_t kc, float alpha, float beta, float* C, int64_t ldc) {
   alignas(64) float tile[16 * 64];
+  const float* Ap = as.packed;
+  // The full tile of rows i0 .. i0 + MR into c (row stride ldc).
+  auto full_tile = [&](int64_t i0, const float* bpanel, int64_t ldb, float* c, int64_t ldc_, float beta_) {
+    if (as.rows) g.rows(kc, as.rows + i0 * as.lda, as.lda, bpanel, ldb, nullptr, c, ldc_, alpha, beta_);
+    else g.micro(kc, Ap + i0 / g.mr * (kc * g.as), bpanel, ldb, c, ldc_, alpha, beta_);
+  };
   for (int64_t j0 = 0; j0 < ncols; j0 += g.nr) {
     const int64_t cols = std::min<int64_t>(g.nr, ncols - j0);
     const int64_t col = nr_begin + j0;  // column inside the NC block
@@ -221,7 +236,8 @@ void macro_kernel(const GemmKernel& g, const float* Ap, const BSource& bs, int64
     int64_t i_begin = 0;
     if (bs.fill && cols == g.nr) {
       float* dst = bs.packed + col / g.nr * (kc * g.nr);
-      g.micro_pack(kc, Ap, bs.direct + col, bs.ldb, dst, C + j0, ldc, alpha, beta);
+      if (as.rows) g.rows_pack(kc, as.rows, as.lda, bs.direct + col, bs.ldb, dst, C + j0, ldc, alpha, beta);
+      else g.micro_pack(kc, Ap, bs.direct + col, bs.ldb, dst, C + j0, ldc, alpha, beta);
       i_begin = g.mr;
       bpanel = dst;
       ldb = g.nr;
@@ -240,12 +256,13 @@ void macro_kernel(const GemmKernel& g, const float* Ap, const BSource& bs, int64
       const float* apanel = Ap + i0 / g.mr * (kc * g.as);
       float* c = C + i0 * ldc + j0;
       if (rows == g.mr && cols == g.nr) {
-        g.micro(kc, apanel, bpanel, ldb, c, ldc, alpha, beta);
+        full_tile(i0, bpanel, ldb, c, ldc, beta);
       } else if (cols == g.nr && g.edge[rows]) {
         g.edge[rows](kc, apanel, bpanel, ldb, c, ldc, alpha, beta);
       } else {
         // Edge tile: compute the full tile into scratch, then merge the valid part.
-        g.micro(kc, apanel, bpanel, ldb, tile, g.nr, alpha, 0.0f);
+        if (rows == g.mr) full_tile(i0, bpanel, ldb, tile, g.nr, 0.0f);
+        else g.micro(kc, apanel, bpanel, ldb, tile, g.nr, alpha, 0.0f);
         for (int64_t i = 0; i < rows; ++i)
           for (int64_t j = 0; j < cols; ++j)
             c[i * ldc + j] = tile[i * g.nr + j] + (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]);
@@ -345,6 +362,11 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
   // it beforehand.
   const bool aligned_rows = reinterpret_cast<uintptr_t>(B.data) % 64 == 0 && B.row_stride % 16 == 0;
   const bool fill = !direct && threads == 1 && B.col_stride == 1 && aligned_rows && g.micro_pack && M >= g.mr;
+  // Row-major A is read in place by the tiles (GemmKernel::rows) rather than packed: MR rows
+  // are MR sequential streams, and the packing pass -- repeated by every thread when threads
+  // split the columns -- was 3-5% of a 256^3 or 512^3 product. Not when rows lie a multiple
+  // of 4 KiB apart: all MR would then map to one L1 set (1024^3: 104 -> 80 GFLOP/s).
+  const bool a_rows = g.rows && A.col_stride == 1 && A.row_stride % 1024 != 0;
   float* Bp = direct ? nullptr : scratch(1, static_cast<size_t>(nc_max) * kc_max);
   float* Bedge = direct ? scratch(1, static_cast<size_t>(g.nr) * kc_max) : nullptr;
 
@@ -388,13 +410,15 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
           const int64_t mb = t / nsplit, ns = t % nsplit;
           const int64_t ic = mb * mc, mcur = std::min<int64_t>(mc, M - ic);
           if (packed_block != mb) {
-            pack_a(A, ic, pc, mcur, kc, g.mr, g.as, Ap);
+            const int64_t from = a_rows ? mcur / g.mr * g.mr : 0;  // rows mode: a partial last panel only
+            if (from < mcur) pack_a(A, ic + from, pc, mcur - from, kc, g.mr, g.as, Ap + from / g.mr * (kc * g.as));
             packed_block = mb;
           }
+          const ASource as{Ap, a_rows ? A.data + ic * A.row_stride + pc : nullptr, A.row_stride};
           const int64_t p0 = npanels * ns / nsplit, p1 = npanels * (ns + 1) / nsplit;
           const int64_t c0 = p0 * g.nr, c1 = std::min<int64_t>(nc, p1 * g.nr);
           bs.fill = fill && t == 0;  // the first row block packs
-          if (c1 > c0) macro_kernel(g, Ap, bs, mcur, c1 - c0, c0, nc, kc, alpha, beta_k, C + ic * ldc + jc + c0, ldc);
+          if (c1 > c0) macro_kernel(g, as, bs, mcur, c1 - c0, c0, nc, kc, alpha, beta_k, C + ic * ldc + jc + c0, ldc);
         }
         if (barrier) barrier->arrive_and_wait();
       }

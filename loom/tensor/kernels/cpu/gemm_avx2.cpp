@@ -26,6 +26,8 @@ const GemmKernel* sgemm_kernel_avx2() {
     GemmKernel g{"avx2", 6, 16, 6, 144, 256, 3072, &avx2::micro_kernel<6, 2>};
     avx2::fill_edge_kernels<6, 2, 6>(g.edge, std::make_integer_sequence<int, 5>{});
     g.micro_pack = &avx2::micro_kernel_pack<6, 2>;
+    g.rows = &avx2::micro_kernel_rows<6, 2, false>;
+    g.rows_pack = &avx2::micro_kernel_rows<6, 2, true>;
     g.fma_peak = &avx2::fma_peak_gflops;
     return g;
   }();

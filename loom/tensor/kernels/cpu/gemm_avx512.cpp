@@ -45,6 +45,8 @@ const GemmKernel* sgemm_kernel_avx512() {
     // by every row block. A deep KC means fewer passes over C (docs/performance.md,
     // 2026-11-28 third session: KC 768 against 384, 1 thread +1-3%, 2 threads +1-5%).
     g.micro_pack = &avx512::micro_kernel_pack<LOOM_AVX512_MR, LOOM_AVX512_NV, LOOM_AVX512_AS>;
+    g.rows = &avx512::micro_kernel_rows<LOOM_AVX512_MR, LOOM_AVX512_NV, false>;
+    g.rows_pack = &avx512::micro_kernel_rows<LOOM_AVX512_MR, LOOM_AVX512_NV, true>;
     g.fma_peak = &avx512::fma_peak_gflops;
     g.kc = 768;
     g.mc = (336 / g.mr) * g.mr;
@@ -56,6 +58,7 @@ const GemmKernel* sgemm_kernel_avx512() {
     if (const char* e = std::getenv("LOOM_GEMM_NC")) g.nc = std::atoll(e) / g.nr * g.nr;
     if (const char* e = std::getenv("LOOM_GEMM_ABYTES")) g.a_block_bytes = std::atoll(e);
     if (const char* e = std::getenv("LOOM_GEMM_BBYTES")) g.b_block_bytes = std::atoll(e);
+    if (const char* e = std::getenv("LOOM_GEMM_AROWS"); e && *e == '0') g.rows = g.rows_pack = nullptr;
     return g;
   }();
   return &k;

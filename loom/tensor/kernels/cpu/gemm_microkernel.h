@@ -20,10 +20,12 @@ namespace loom::cpu::LOOM_GEMM_ISA {
 
 // PACK: also store each k's B row into the packed panel Bp (NR floats per k, aligned), so
 // that the first tile to use a panel of row-major B packs it while computing (sgemm's fill
-// mode).
-template <int MR, int NV, int AS, bool PACK>
-inline void micro_kernel_body(int64_t K, const float* __restrict A, const float* __restrict B, int64_t ldb,
-                              float* __restrict Bp, float* __restrict C, int64_t ldc, float alpha, float beta) {
+// mode). ROWS: A is not a packed panel but MR rows of a row-major A read in place (row i at
+// A + i * lda; AS unused), so that sgemm need not pack it.
+template <int MR, int NV, int AS, bool PACK, bool ROWS = false>
+inline void micro_kernel_body(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B,
+                              int64_t ldb, float* __restrict Bp, float* __restrict C, int64_t ldc, float alpha,
+                              float beta) {
   constexpr int W = sizeof(Vec) / sizeof(float);
   Vec acc[MR][NV];
 #pragma GCC unroll 16
@@ -49,14 +51,25 @@ inline void micro_kernel_body(int64_t K, const float* __restrict A, const float*
 #pragma GCC unroll 4
       for (int j = 0; j < NV * W; j += 16) __builtin_prefetch(B + 8 * ldb + j);
     }
-    __builtin_prefetch(A + 8 * AS);
+    if constexpr (ROWS) {
+      // Each row is a stream of its own, sequential in k (the hardware prefetchers follow).
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      Vec a = vbroadcast(A + i);
+      for (int i = 0; i < MR; ++i) {
+        Vec a = vbroadcast(A + i * lda);
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) acc[i][j] = vfmadd(a, b[j], acc[i][j]);
+        for (int j = 0; j < NV; ++j) acc[i][j] = vfmadd(a, b[j], acc[i][j]);
+      }
+      A += 1;
+    } else {
+      __builtin_prefetch(A + 8 * AS);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        Vec a = vbroadcast(A + i);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[i][j] = vfmadd(a, b[j], acc[i][j]);
+      }
+      A += AS;
     }
-    A += AS;
     B += ldb;
   }
   const Vec va = vset1(alpha);
@@ -80,13 +93,20 @@ inline void micro_kernel_body(int64_t K, const float* __restrict A, const float*
 template <int MR, int NV, int AS = MR>
 void micro_kernel(int64_t K, const float* __restrict A, const float* __restrict B, int64_t ldb,
                   float* __restrict C, int64_t ldc, float alpha, float beta) {
-  micro_kernel_body<MR, NV, AS, false>(K, A, B, ldb, nullptr, C, ldc, alpha, beta);
+  micro_kernel_body<MR, NV, AS, false>(K, A, 0, B, ldb, nullptr, C, ldc, alpha, beta);
 }
 
 template <int MR, int NV, int AS = MR>
 void micro_kernel_pack(int64_t K, const float* __restrict A, const float* __restrict B, int64_t ldb,
                        float* __restrict Bp, float* __restrict C, int64_t ldc, float alpha, float beta) {
-  micro_kernel_body<MR, NV, AS, true>(K, A, B, ldb, Bp, C, ldc, alpha, beta);
+  micro_kernel_body<MR, NV, AS, true>(K, A, 0, B, ldb, Bp, C, ldc, alpha, beta);
+}
+
+// GemmKernel::rows (PACK false, Bp unused) and rows_pack.
+template <int MR, int NV, bool PACK>
+void micro_kernel_rows(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
+                       float* __restrict Bp, float* __restrict C, int64_t ldc, float alpha, float beta) {
+  micro_kernel_body<MR, NV, MR, PACK, true>(K, A, lda, B, ldb, Bp, C, ldc, alpha, beta);
 }
 
 }  // namespace loom::cpu::LOOM_GEMM_ISA
