@@ -344,15 +344,16 @@ using RowPoolTileFn = void (*)(int64_t, const float*, int64_t, const float*, con
 
 // Weight-gradient partial sums for NJ outputs x NT taps over the row vectors of one image:
 // acc[j][t] += gy[j * ldg + rv.out ..16] * x[rv.in + off[t] ..16], lanes past the row
-// masked to zero. The NJ * NT vectors live in acc_mem between calls (one call per image).
+// masked to zero. The NJ * NT vectors live in acc_mem between calls (one call per image);
+// `first`: they start from zero instead (a part's first image).
 template <int NJ, int NT>
 void row_wgrad_tile(int64_t nvec, const RowVec* rv, const float* gy, int64_t ldg, const float* x, const int64_t* off,
-                    float* acc_mem, int64_t pf) {
+                    float* acc_mem, int64_t pf, bool first) {
   __m512 acc[NJ][NT];
   LOOM_UNROLL
   for (int j = 0; j < NJ; ++j)
     LOOM_UNROLL
-    for (int t = 0; t < NT; ++t) acc[j][t] = _mm512_loadu_ps(acc_mem + (j * NT + t) * 16);
+    for (int t = 0; t < NT; ++t) acc[j][t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc_mem + (j * NT + t) * 16);
   auto step = [&](const RowVec& r, auto load) {
     __m512 g[NJ];
     LOOM_UNROLL
@@ -385,7 +386,7 @@ void row_wgrad_tile(int64_t nvec, const RowVec* rv, const float* gy, int64_t ldg
 using RowTileFn = void (*)(int64_t, const float*, int64_t, const float*, const RowVec*, const int64_t*, float*, int64_t,
                            const float*, int64_t, bool);
 using RowWgradFn = void (*)(int64_t, const RowVec*, const float*, int64_t, const float*, const int64_t*, float*,
-                            int64_t);
+                            int64_t, bool);
 // Forward tiles of up to 8 channels x 2 vectors: on a Zen 4 host (512-bit FMAs at half rate,
 // 2026-11-28) 5-17% faster than 6 x 4 on 1 thread (batch 256: 1.93 -> 1.60 ms), equal on 2;
 // 8 x 3 and 11 x 2 in between. The pooling tile holds 2 rows x 2 vectors per channel, so
@@ -710,37 +711,55 @@ void forward_rows_pool2x2(const ConvDims& d, const Plan& pl, const float* x, con
 void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, const float* gy, float* gw) {
   const RowGeom& geo = row_layer(d).geo;  // (the caller's, read by every task: per-task lookups measured the same)
   const int64_t nvec = static_cast<int64_t>(geo.rv.size());
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(num_threads(), d.N));
-  const int64_t gsize = d.G * pl.Og * pl.CKK;
+  const int64_t threads = num_threads(), gsize = d.G * pl.Og * pl.CKK;
+  const int64_t jpieces = (pl.Og + kWgradJ - 1) / kWgradJ;  // even_pieces(Og, kWgradJ)'s count
+  // Images split over the parts, every part all the weights -- or, with fewer images than
+  // threads, every part all the images and a range of output channels (whole weights, so
+  // nothing to add up across parts): one image on 2 threads took 6 us on one thread while
+  // the other waited.
+  const bool by_channels = d.N < threads && jpieces > 1;
+  const int64_t parts = by_channels ? std::min(threads, jpieces) : std::max<int64_t>(1, std::min(threads, d.N));
   // Per part: one 16-lane partial sum per weight in a buffer of the thread that runs it,
   // reduced across lanes there; only the totals, a float per weight, cross to the caller. (The
   // 16-lane sums used to live in the caller's buffer, so the worker's part moved ~600 lines
   // between the cores every call: the 1 -> 32 layer on 2 threads ran 164-171 -> 156-158 us at
   // batch 64 and 25-31 -> 23-24 us at batch 8 without that; 1 thread unchanged.)
   thread_local std::vector<float> part_buf;
-  float* partial = scratch(part_buf, static_cast<size_t>(parts * gsize));
+  float* partial = scratch(part_buf, static_cast<size_t>((by_channels ? 1 : parts) * gsize));
   const bool pf = stream_from_memory(d.N * d.O * pl.L);
   parallel_tasks(parts, [&](int64_t p) {
     thread_local std::vector<float> xbuf, acc_buf;
     float* xi = scratch(xbuf, static_cast<size_t>(geo.size));
     float* acc = scratch(acc_buf, static_cast<size_t>(gsize * 16));
-    std::memset(acc, 0, sizeof(float) * static_cast<size_t>(gsize * 16));
-    // Image by image: gy of one image is read front to back, its padded input stays in L1.
-    const int64_t n_end = d.N * (p + 1) / parts;
-    for (int64_t n = d.N * p / parts; n < n_end; ++n)
-      for (int64_t gi = 0; gi < d.G; ++gi) {
+    const int64_t n_begin = by_channels ? 0 : d.N * p / parts, n_end = by_channels ? d.N : d.N * (p + 1) / parts;
+    const int64_t jp_begin = by_channels ? jpieces * p / parts : 0, jp_end = by_channels ? jpieces * (p + 1) / parts : jpieces;
+    float* out = partial + (by_channels ? 0 : p * gsize);
+    for (int64_t gi = 0; gi < d.G; ++gi) {
+      // Output channels [j_begin, j_end) of group gi: this part's weights, `weights` slots
+      // from (gi * Og + j_begin) * CKK on (the tiles' own order inside).
+      const int64_t j_begin = pl.Og * jp_begin / jpieces, j_end = pl.Og * jp_end / jpieces;
+      float* slots = acc + (gi * pl.Og + j_begin) * pl.CKK * 16;
+      const int64_t weights = (j_end - j_begin) * pl.CKK;
+      if (n_begin == n_end) std::memset(slots, 0, sizeof(float) * static_cast<size_t>(weights * 16));  // (N == 0)
+      // Image by image: gy of one image is read front to back, its padded input stays in L1.
+      for (int64_t n = n_begin; n < n_end; ++n) {
         geo.fill(d, pl, x, n, gi, xi);
-        even_pieces(pl.Og, kWgradJ, [&](int64_t j0, int64_t j1) {
+        for (int64_t jp = jp_begin; jp < jp_end; ++jp) {
+          const int64_t j0 = pl.Og * jp / jpieces, j1 = pl.Og * (jp + 1) / jpieces;  // even_pieces(Og, kWgradJ)
           even_pieces(pl.CKK, kWgradT, [&](int64_t t0, int64_t t1) {
             // Tile (j0.., t0..) keeps its (j1-j0) x (t1-t0) vectors contiguous at its own slot.
             float* slot = acc + ((gi * pl.Og + j0) * pl.CKK + t0 * (j1 - j0)) * 16;
             kWgradTiles[j1 - j0 - 1][t1 - t0 - 1](nvec, geo.rv.data(), gy + (n * d.O + gi * pl.Og + j0) * pl.L, pl.L, xi,
-                                                  geo.taps.data() + t0, slot, next_image_distance(d, pl, pf, n, n_end));
+                                                  geo.taps.data() + t0, slot, next_image_distance(d, pl, pf, n, n_end),
+                                                  n == n_begin);
           });
-        });
+        }
       }
-    for (int64_t i = 0; i < gsize; ++i) partial[p * gsize + i] = hsum(_mm512_loadu_ps(acc + i * 16));
+      const int64_t at = (gi * pl.Og + j_begin) * pl.CKK;
+      for (int64_t i = 0; i < weights; ++i) out[at + i] = hsum(_mm512_loadu_ps(slots + i * 16));
+    }
   });
+  const int64_t sums = by_channels ? 1 : parts;
   for (int64_t gi = 0; gi < d.G; ++gi)
     even_pieces(pl.Og, kWgradJ, [&](int64_t j0, int64_t j1) {
       even_pieces(pl.CKK, kWgradT, [&](int64_t t0, int64_t t1) {
@@ -748,8 +767,7 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
         for (int64_t j = 0; j < nj; ++j)
           for (int64_t t = 0; t < nt; ++t) {
             float sum = 0.0f;  // parts in a fixed order: the result depends on the thread count only
-            for (int64_t p = 0; p < parts; ++p)
-              sum += partial[p * gsize + (gi * pl.Og + j0) * pl.CKK + t0 * nj + j * nt + t];
+            for (int64_t q = 0; q < sums; ++q) sum += partial[q * gsize + (gi * pl.Og + j0) * pl.CKK + t0 * nj + j * nt + t];
             gw[(gi * pl.Og + j0 + j) * pl.CKK + t0 + t] = sum;
           }
       });
