@@ -32,7 +32,8 @@ Mat make(int64_t M, int64_t N, int layout, std::mt19937& rng) {
   if (layout == 0) m = {std::vector<float>(M * N), N, 1};
   else if (layout == 1) m = {std::vector<float>(M * N), 1, M};
   else if (layout == 2) m = {std::vector<float>(M * (N + 3) * 2), 2 * (N + 3), 2};  // strided rows and columns
-  else if (layout == 4) m = {std::vector<float>(M * ((N + 1023) / 1024 * 1024)), (N + 1023) / 1024 * 1024, 1};
+  else if (layout == 4)
+    m = {std::vector<float>(M * ((N + 1023) / 1024 * 1024)), (N + 1023) / 1024 * 1024, 1};
   else {
     const int64_t rs = (N + 15) / 16 * 16;
     m = {std::vector<float>(M * rs + 16), rs, 1};

@@ -732,7 +732,8 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
     float* xi = scratch(xbuf, static_cast<size_t>(geo.size));
     float* acc = scratch(acc_buf, static_cast<size_t>(gsize * 16));
     const int64_t n_begin = by_channels ? 0 : d.N * p / parts, n_end = by_channels ? d.N : d.N * (p + 1) / parts;
-    const int64_t jp_begin = by_channels ? jpieces * p / parts : 0, jp_end = by_channels ? jpieces * (p + 1) / parts : jpieces;
+    const int64_t jp_begin = by_channels ? jpieces * p / parts : 0,
+                  jp_end = by_channels ? jpieces * (p + 1) / parts : jpieces;
     float* out = partial + (by_channels ? 0 : p * gsize);
     for (int64_t gi = 0; gi < d.G; ++gi) {
       // Output channels [j_begin, j_end) of group gi: this part's weights, `weights` slots
@@ -749,9 +750,9 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
           even_pieces(pl.CKK, kWgradT, [&](int64_t t0, int64_t t1) {
             // Tile (j0.., t0..) keeps its (j1-j0) x (t1-t0) vectors contiguous at its own slot.
             float* slot = acc + ((gi * pl.Og + j0) * pl.CKK + t0 * (j1 - j0)) * 16;
-            kWgradTiles[j1 - j0 - 1][t1 - t0 - 1](nvec, geo.rv.data(), gy + (n * d.O + gi * pl.Og + j0) * pl.L, pl.L, xi,
-                                                  geo.taps.data() + t0, slot, next_image_distance(d, pl, pf, n, n_end),
-                                                  n == n_begin);
+            kWgradTiles[j1 - j0 - 1][t1 - t0 - 1](nvec, geo.rv.data(), gy + (n * d.O + gi * pl.Og + j0) * pl.L, pl.L,
+                                                  xi, geo.taps.data() + t0, slot,
+                                                  next_image_distance(d, pl, pf, n, n_end), n == n_begin);
           });
         }
       }
@@ -767,7 +768,8 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
         for (int64_t j = 0; j < nj; ++j)
           for (int64_t t = 0; t < nt; ++t) {
             float sum = 0.0f;  // parts in a fixed order: the result depends on the thread count only
-            for (int64_t q = 0; q < sums; ++q) sum += partial[q * gsize + (gi * pl.Og + j0) * pl.CKK + t0 * nj + j * nt + t];
+            for (int64_t q = 0; q < sums; ++q)
+              sum += partial[q * gsize + (gi * pl.Og + j0) * pl.CKK + t0 * nj + j * nt + t];
             gw[(gi * pl.Og + j0 + j) * pl.CKK + t0 + t] = sum;
           }
       });

@@ -225,8 +225,10 @@ void macro_kernel(const GemmKernel& g, const ASource& as, const BSource& bs, int
   const float* Ap = as.packed;
   // The full tile of rows i0 .. i0 + MR into c (row stride ldc).
   auto full_tile = [&](int64_t i0, const float* bpanel, int64_t ldb, float* c, int64_t ldc_, float beta_) {
-    if (as.rows) g.rows(kc, as.rows + i0 * as.lda, as.lda, bpanel, ldb, nullptr, c, ldc_, alpha, beta_);
-    else g.micro(kc, Ap + i0 / g.mr * (kc * g.as), bpanel, ldb, c, ldc_, alpha, beta_);
+    if (as.rows)
+      g.rows(kc, as.rows + i0 * as.lda, as.lda, bpanel, ldb, nullptr, c, ldc_, alpha, beta_);
+    else
+      g.micro(kc, Ap + i0 / g.mr * (kc * g.as), bpanel, ldb, c, ldc_, alpha, beta_);
   };
   for (int64_t j0 = 0; j0 < ncols; j0 += g.nr) {
     const int64_t cols = std::min<int64_t>(g.nr, ncols - j0);
@@ -236,8 +238,10 @@ void macro_kernel(const GemmKernel& g, const ASource& as, const BSource& bs, int
     int64_t i_begin = 0;
     if (bs.fill && cols == g.nr) {
       float* dst = bs.packed + col / g.nr * (kc * g.nr);
-      if (as.rows) g.rows_pack(kc, as.rows, as.lda, bs.direct + col, bs.ldb, dst, C + j0, ldc, alpha, beta);
-      else g.micro_pack(kc, Ap, bs.direct + col, bs.ldb, dst, C + j0, ldc, alpha, beta);
+      if (as.rows)
+        g.rows_pack(kc, as.rows, as.lda, bs.direct + col, bs.ldb, dst, C + j0, ldc, alpha, beta);
+      else
+        g.micro_pack(kc, Ap, bs.direct + col, bs.ldb, dst, C + j0, ldc, alpha, beta);
       i_begin = g.mr;
       bpanel = dst;
       ldb = g.nr;
@@ -261,8 +265,10 @@ void macro_kernel(const GemmKernel& g, const ASource& as, const BSource& bs, int
         g.edge[rows](kc, apanel, bpanel, ldb, c, ldc, alpha, beta);
       } else {
         // Edge tile: compute the full tile into scratch, then merge the valid part.
-        if (rows == g.mr) full_tile(i0, bpanel, ldb, tile, g.nr, 0.0f);
-        else g.micro(kc, apanel, bpanel, ldb, tile, g.nr, alpha, 0.0f);
+        if (rows == g.mr)
+          full_tile(i0, bpanel, ldb, tile, g.nr, 0.0f);
+        else
+          g.micro(kc, apanel, bpanel, ldb, tile, g.nr, alpha, 0.0f);
         for (int64_t i = 0; i < rows; ++i)
           for (int64_t j = 0; j < cols; ++j)
             c[i * ldc + j] = tile[i * g.nr + j] + (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]);

@@ -71,8 +71,8 @@ struct GemmKernel {
   MicroPack micro_pack = nullptr;
   // micro (Bp null) and micro_pack with A read in place: MR rows of a row-major A, row i at
   // A + i * lda, instead of a packed panel. Null where absent.
-  using MicroRows = void (*)(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* Bp,
-                             float* C, int64_t ldc, float alpha, float beta);
+  using MicroRows = void (*)(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* Bp, float* C,
+                             int64_t ldc, float alpha, float beta);
   MicroRows rows = nullptr, rows_pack = nullptr;
   // L2 budget for the packed MC x KC block of A (bytes; 0: none): a deep K block gets
   // fewer rows than mc, so that it still stays in L2.

@@ -23,9 +23,8 @@ namespace loom::cpu::LOOM_GEMM_ISA {
 // mode). ROWS: A is not a packed panel but MR rows of a row-major A read in place (row i at
 // A + i * lda; AS unused), so that sgemm need not pack it.
 template <int MR, int NV, int AS, bool PACK, bool ROWS = false>
-inline void micro_kernel_body(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B,
-                              int64_t ldb, float* __restrict Bp, float* __restrict C, int64_t ldc, float alpha,
-                              float beta) {
+inline void micro_kernel_body(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
+                              float* __restrict Bp, float* __restrict C, int64_t ldc, float alpha, float beta) {
   constexpr int W = sizeof(Vec) / sizeof(float);
   Vec acc[MR][NV];
 #pragma GCC unroll 16
