@@ -50,25 +50,16 @@ inline void micro_kernel_body(int64_t K, const float* __restrict A, int64_t lda,
 #pragma GCC unroll 4
       for (int j = 0; j < NV * W; j += 16) __builtin_prefetch(B + 8 * ldb + j);
     }
-    if constexpr (ROWS) {
-      // Each row is a stream of its own, sequential in k (the hardware prefetchers follow).
+    // In place, each of the MR rows is a stream of its own, sequential in k (the hardware
+    // prefetchers follow them); a packed panel is one stream, prefetched 8 k steps ahead.
+    if constexpr (!ROWS) __builtin_prefetch(A + 8 * AS);
 #pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        Vec a = vbroadcast(A + i * lda);
+    for (int i = 0; i < MR; ++i) {
+      Vec a = vbroadcast(ROWS ? A + i * lda : A + i);
 #pragma GCC unroll 4
-        for (int j = 0; j < NV; ++j) acc[i][j] = vfmadd(a, b[j], acc[i][j]);
-      }
-      A += 1;
-    } else {
-      __builtin_prefetch(A + 8 * AS);
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        Vec a = vbroadcast(A + i);
-#pragma GCC unroll 4
-        for (int j = 0; j < NV; ++j) acc[i][j] = vfmadd(a, b[j], acc[i][j]);
-      }
-      A += AS;
+      for (int j = 0; j < NV; ++j) acc[i][j] = vfmadd(a, b[j], acc[i][j]);
     }
+    A += ROWS ? 1 : AS;
     B += ldb;
   }
   const Vec va = vset1(alpha);
