@@ -179,11 +179,14 @@ INSTANTIATE_TEST_SUITE_P(IsaAndThreads, ConvPaths,
 
 // An output too big for the caches (> 4 MiB) is prefetched for writing an image ahead on the
 // flat row-vector path; image by image (no prefetch) must give the same bits, with and
-// without bias/relu.
-TEST(ConvDirect, LargeOutputEqualsImageByImage) {
+// without bias/relu. Past 16 MiB of output per thread it is written with streaming stores
+// instead (1 thread, 170 images: 17 MB).
+class LargeOutput : public ::testing::TestWithParam<std::tuple<int, int64_t>> {};
+
+TEST_P(LargeOutput, EqualsImageByImage) {
   if (active_isa() < Isa::kAvx512) GTEST_SKIP() << "no AVX-512";
-  set_num_threads(2);
-  const int64_t N = 48;
+  const auto [threads, N] = GetParam();
+  set_num_threads(threads);
   Tensor x = Tensor::randn({N, 1, 28, 28}), w = Tensor::randn({32, 1, 3, 3}), b = Tensor::randn({32});
   cpu::Conv2dParams p;
   p.pad_h = p.pad_w = 1;
@@ -199,7 +202,11 @@ TEST(ConvDirect, LargeOutputEqualsImageByImage) {
       ASSERT_TRUE(std::equal(one.begin(), one.end(), all.begin() + n * 32 * 784)) << "image " << n << " relu " << relu;
     }
   }
+  set_num_threads(2);
 }
+
+INSTANTIATE_TEST_SUITE_P(PrefetchedAndStreamed, LargeOutput,
+                         ::testing::Values(std::make_tuple(2, int64_t{48}), std::make_tuple(1, int64_t{170})));
 
 // The weight gradient sums per-thread partials in a fixed order: repeated calls agree bitwise.
 TEST(ConvDirect, WeightGradientIsDeterministic) {

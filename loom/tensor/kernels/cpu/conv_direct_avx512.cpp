@@ -268,7 +268,8 @@ inline void row_accumulate(int64_t R, const float* w, int64_t ws, const float* x
 }
 
 // row_accumulate, stored to y[j * ldy + rv[v].out] under rv[v].mask. pf > 0: prefetch the
-// spot pf floats ahead for writing.
+// spot pf floats ahead for writing; pf < 0: store whole, 64-byte aligned vectors with
+// streaming stores (the caller fences).
 template <int NJ, int NV>
 void row_tile(int64_t R, const float* w, int64_t ws, const float* x, const RowVec* rv, const int64_t* off, float* y,
               int64_t ldy, const float* init, int64_t pf, bool relu) {
@@ -285,6 +286,10 @@ void row_tile(int64_t R, const float* w, int64_t ws, const float* x, const RowVe
     LOOM_UNROLL
     for (int v = 0; v < NV; ++v) {
       float* dst = y + j * ldy + rv[v].out;
+      if (pf < 0 && rv[v].mask == 0xFFFF && (reinterpret_cast<uintptr_t>(dst) & 63) == 0) {
+        _mm512_stream_ps(dst, acc[j][v]);
+        continue;
+      }
       // A masked store costs more than a plain one even with every lane set (4 images in
       // cache, 1 thread: 0.0235 -> 0.0219 ms with plain stores for whole vectors).
       if (rv[v].mask == 0xFFFF) _mm512_storeu_ps(dst, acc[j][v]);
@@ -563,6 +568,17 @@ bool use_rows(const ConvDims& d) { return d.sw == 1 && d.C / d.G * d.KH * d.KW <
 // (other tensors in between) it was neutral-to-better from a few MB.
 bool stream_from_memory(int64_t floats) { return floats * 4 > (int64_t{4} << 20); }
 
+// An output of more than 16 MiB per thread is written with streaming stores (no read for
+// ownership of each line) instead of prefetched and cached. Measured on this project's
+// 2-vCPU Zen 4 VM (32 MiB L3), the 1 -> 32 forward, Loom against itself in one process:
+// 1 thread, 256 images (25.7 MB) 1.51 -> 1.35 ms (1.08-1.13x, 1.13x with a memory-bound
+// neighbour on the other core); 2 threads, 384 and 512 images 1.09x and 1.24x. Below the
+// threshold cached stores win -- the output partly stays in L3 from call to call, while
+// streamed lines all go to DRAM: 1 thread, 64 and 128 images 0.97x and 0.98x, 2 threads,
+// 256 images 0.78x (28 GB/s, this VM's DRAM write rate, against 36 from L3). (On the Zen 5
+// host of 2026-11-28 streaming stores were slower at every size: docs/performance.md.)
+bool stream_past_cache(int64_t floats) { return floats * 4 > (int64_t{16} << 20) * num_threads(); }
+
 // The row kernels' prefetch distance for image n: one image's output planes ahead, 0 when
 // prefetching is off or n + 1 is not the caller's (n_end: one past its last image).
 int64_t next_image_distance(const ConvDims& d, const Plan& pl, bool pf, int64_t n, int64_t n_end) {
@@ -599,16 +615,16 @@ struct alignas(64) RowJob {
   float* y;
   uint64_t call;
   int64_t parts;
-  bool pf, relu;
+  bool pf, nt, relu;
 };
 
 void forward_rows(const ConvDims& d, const float* x, const float* w, float* y, const float* bias, bool relu) {
   const int64_t parts = forward_parts();
-  // An output bound for memory is prefetched for writing one image ahead. (Streaming stores
-  // for it were measured and removed: 0.65 -> 0.55 ms at batch 256 / 2 threads on
-  // 2026-11-27's host, but 2.1-3.1 against 1.5-1.9 ms on 1 thread and 1.1-1.5 against
-  // 0.85-0.89 ms on 2 on 2026-11-28's -- docs/performance.md.)
-  const RowJob job{d, x, w, bias, y, next_call_id(), parts, stream_from_memory(d.N * d.O * d.OH * d.OW), relu};
+  // An output bound for memory is prefetched for writing one image ahead, or, far beyond
+  // the caches on a flat geometry (whole aligned vectors), streamed (stream_past_cache).
+  const int64_t out_floats = d.N * d.O * d.OH * d.OW;
+  const bool nt = stream_past_cache(out_floats) && RowGeom::flat_applies(d);
+  const RowJob job{d, x, w, bias, y, next_call_id(), parts, stream_from_memory(out_floats), nt, relu};
   if (d.N < parts) {
     // Fewer images than parts: each image's channel tiles are dealt out in chunks, never
     // its pixels. Two threads writing the two halves of the same output planes take the
@@ -656,7 +672,7 @@ void forward_rows(const ConvDims& d, const float* x, const float* w, float* y, c
     float* xi = scratch(xbuf, static_cast<size_t>(geo.size));
     const int64_t n_end = part_image_end(j.d.N, nvec, j.parts, p);
     part_pieces(j.d.N, nvec, j.parts, p, [&](int64_t n, int64_t v0, int64_t v1) {
-      const int64_t ahead = next_image_distance(j.d, pl, j.pf, n, n_end);
+      const int64_t ahead = j.nt ? -1 : next_image_distance(j.d, pl, j.pf, n, n_end);
       for (int64_t gi = 0; gi < j.d.G; ++gi) {
         geo.fill(j.d, pl, j.x, n, gi, xi);
         float* yg = j.y + (n * j.d.O + gi * Og) * L;
@@ -671,6 +687,7 @@ void forward_rows(const ConvDims& d, const float* x, const float* w, float* y, c
         });
       }
     });
+    if (j.nt) _mm_sfence();  // streaming stores are weakly ordered: drained before the task ends
   });
 }
 
