@@ -423,11 +423,16 @@ const std::array<std::array<RowWgradFn, kWgradT>, kWgradJ> kWgradTiles = {
     wgrad_tiles_of<2>(std::make_integer_sequence<int, kWgradT>{}),
     wgrad_tiles_of<3>(std::make_integer_sequence<int, kWgradT>{})};
 
-// Calls fn(lo, hi) for [0, n) cut into the fewest even pieces of at most `most`.
+// [0, n) cut into the fewest even pieces of at most `most`: how many, and where piece i of
+// `pieces` starts (piece i is [piece_start(n, pieces, i), piece_start(n, pieces, i + 1))).
+int64_t piece_count(int64_t n, int64_t most) { return (n + most - 1) / most; }
+int64_t piece_start(int64_t n, int64_t pieces, int64_t i) { return n * i / pieces; }
+
+// Calls fn(lo, hi) for each of those pieces.
 template <typename F>
 void even_pieces(int64_t n, int64_t most, F fn) {
-  const int64_t k = (n + most - 1) / most;
-  for (int64_t i = 0; i < k; ++i) fn(n * i / k, n * (i + 1) / k);
+  const int64_t k = piece_count(n, most);
+  for (int64_t i = 0; i < k; ++i) fn(piece_start(n, k, i), piece_start(n, k, i + 1));
 }
 
 // The row vectors of one output plane.
@@ -631,7 +636,7 @@ void forward_rows(const ConvDims& d, const float* x, const float* w, float* y, c
     // lines from each other (one core's prefetcher pulls in the lines past its half, which
     // the other is writing): one image on 2 threads took 6.6-7.5 us by pixel halves, 4.5 us
     // by channel halves. A thread that takes the next chunk of an image keeps its copies.
-    const int64_t tiles = (d.O / d.G + kRowJ - 1) / kRowJ, chunks = std::min(tiles, (parts + d.N - 1) / d.N);
+    const int64_t tiles = piece_count(d.O / d.G, kRowJ), chunks = std::min(tiles, (parts + d.N - 1) / d.N);
     parallel_tasks(d.N * chunks, [&job, tiles, chunks](int64_t t) {
       const RowJob j = job;
       const RowLayer& rl = row_layer(j.d);
@@ -648,8 +653,8 @@ void forward_rows(const ConvDims& d, const float* x, const float* w, float* y, c
         copied_call = j.call, copied_n = j.d.G == 1 ? n : -1;
         // (The tile call is written out here and below rather than shared through a lambda:
         // the shared version compiled the batch path 5-9% slower.)
-        for (int64_t tile = tiles * c / chunks; tile < tiles * (c + 1) / chunks; ++tile) {
-          const int64_t j0 = pl.Og * tile / tiles, j1 = pl.Og * (tile + 1) / tiles;
+        for (int64_t tile = piece_start(tiles, chunks, c); tile < piece_start(tiles, chunks, c + 1); ++tile) {
+          const int64_t j0 = piece_start(pl.Og, tiles, tile), j1 = piece_start(pl.Og, tiles, tile + 1);
           even_pieces(nvec, kRowV, [&](int64_t a, int64_t b) {
             kRowTiles[j1 - j0 - 1][b - a - 1](pl.CKK, wr + gi * pl.CKK * pl.Og + j0, pl.Og, xi, geo.rv.data() + a,
                                               geo.taps.data(), j.y + (n * j.d.O + gi * pl.Og + j0) * pl.L, pl.L,
@@ -729,7 +734,7 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
   const RowGeom& geo = row_layer(d).geo;  // (the caller's, read by every task: per-task lookups measured the same)
   const int64_t nvec = static_cast<int64_t>(geo.rv.size());
   const int64_t threads = num_threads(), gsize = d.G * pl.Og * pl.CKK;
-  const int64_t jpieces = (pl.Og + kWgradJ - 1) / kWgradJ;  // even_pieces(Og, kWgradJ)'s count
+  const int64_t jpieces = piece_count(pl.Og, kWgradJ);  // the channel tiles of even_pieces(Og, kWgradJ)
   // Images split over the parts, every part all the weights -- or, with fewer images than
   // threads, every part all the images and a range of output channels (whole weights, so
   // nothing to add up across parts): one image on 2 threads took 6 us on one thread while
@@ -749,13 +754,13 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
     float* xi = scratch(xbuf, static_cast<size_t>(geo.size));
     float* acc = scratch(acc_buf, static_cast<size_t>(gsize * 16));
     const int64_t n_begin = by_channels ? 0 : d.N * p / parts, n_end = by_channels ? d.N : d.N * (p + 1) / parts;
-    const int64_t jp_begin = by_channels ? jpieces * p / parts : 0,
-                  jp_end = by_channels ? jpieces * (p + 1) / parts : jpieces;
+    const int64_t jp_begin = by_channels ? piece_start(jpieces, parts, p) : 0,
+                  jp_end = by_channels ? piece_start(jpieces, parts, p + 1) : jpieces;
     float* out = partial + (by_channels ? 0 : p * gsize);
     for (int64_t gi = 0; gi < d.G; ++gi) {
       // Output channels [j_begin, j_end) of group gi: this part's weights, `weights` slots
       // from (gi * Og + j_begin) * CKK on (the tiles' own order inside).
-      const int64_t j_begin = pl.Og * jp_begin / jpieces, j_end = pl.Og * jp_end / jpieces;
+      const int64_t j_begin = piece_start(pl.Og, jpieces, jp_begin), j_end = piece_start(pl.Og, jpieces, jp_end);
       float* slots = acc + (gi * pl.Og + j_begin) * pl.CKK * 16;
       const int64_t weights = (j_end - j_begin) * pl.CKK;
       if (n_begin == n_end) std::memset(slots, 0, sizeof(float) * static_cast<size_t>(weights * 16));  // (N == 0)
@@ -763,7 +768,7 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
       for (int64_t n = n_begin; n < n_end; ++n) {
         geo.fill(d, pl, x, n, gi, xi);
         for (int64_t jp = jp_begin; jp < jp_end; ++jp) {
-          const int64_t j0 = pl.Og * jp / jpieces, j1 = pl.Og * (jp + 1) / jpieces;  // even_pieces(Og, kWgradJ)
+          const int64_t j0 = piece_start(pl.Og, jpieces, jp), j1 = piece_start(pl.Og, jpieces, jp + 1);
           even_pieces(pl.CKK, kWgradT, [&](int64_t t0, int64_t t1) {
             // Tile (j0.., t0..) keeps its (j1-j0) x (t1-t0) vectors contiguous at its own slot.
             float* slot = acc + ((gi * pl.Og + j0) * pl.CKK + t0 * (j1 - j0)) * 16;
