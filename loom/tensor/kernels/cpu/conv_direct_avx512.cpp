@@ -793,9 +793,9 @@ void backward_weight_rows(const ConvDims& d, const Plan& pl, const float* x, con
           even_pieces(pl.CKK, kWgradT, [&](int64_t t0, int64_t t1) {
             // Tile (j0.., t0..) keeps its (j1-j0) x (t1-t0) vectors contiguous at its own slot.
             float* slot = acc + ((gi * pl.Og + j0) * pl.CKK + t0 * (j1 - j0)) * 16;
-            kWgradTiles[geo.flat][j1 - j0 - 1][t1 - t0 - 1](nvec, geo.rv.data(), gy + (n * d.O + gi * pl.Og + j0) * pl.L, pl.L,
-                                                  xi, geo.taps.data() + t0, slot,
-                                                  next_image_distance(d, pl, pf, n, n_end), n == n_begin);
+            kWgradTiles[geo.flat][j1 - j0 - 1][t1 - t0 - 1](
+                nvec, geo.rv.data(), gy + (n * d.O + gi * pl.Og + j0) * pl.L, pl.L, xi, geo.taps.data() + t0, slot,
+                next_image_distance(d, pl, pf, n, n_end), n == n_begin);
           });
         }
       }
