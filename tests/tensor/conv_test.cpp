@@ -22,6 +22,7 @@ struct Case {
   int64_t N, C, H, W, O, K;
   int64_t stride = 1, pad = 1, dil = 1, groups = 1;
   int64_t KW = 0;  // 0: square kernel
+  int64_t SW = 0;  // width stride; 0: `stride`
 };
 
 struct Ref {
@@ -31,6 +32,7 @@ struct Ref {
 Ref naive(const Case& c, int64_t OH, int64_t OW, const std::vector<float>& x, const std::vector<float>& w,
           const std::vector<float>& gy) {
   const int64_t KH = c.K, KW = c.KW ? c.KW : c.K, Cg = c.C / c.groups, Og = c.O / c.groups;
+  const int64_t SW = c.SW ? c.SW : c.stride;
   Ref r;
   r.y.assign(static_cast<size_t>(c.N * c.O * OH * OW), 0.0);
   r.gx.assign(x.size(), 0.0);
@@ -44,7 +46,7 @@ Ref naive(const Case& c, int64_t OH, int64_t OW, const std::vector<float>& x, co
           for (int64_t ci = 0; ci < Cg; ++ci)
             for (int64_t kh = 0; kh < KH; ++kh)
               for (int64_t kw = 0; kw < KW; ++kw) {
-                const int64_t ih = oh * c.stride - c.pad + kh * c.dil, iw = ow * c.stride - c.pad + kw * c.dil;
+                const int64_t ih = oh * c.stride - c.pad + kh * c.dil, iw = ow * SW - c.pad + kw * c.dil;
                 if (ih < 0 || ih >= c.H || iw < 0 || iw >= c.W) continue;
                 const size_t xi = static_cast<size_t>(((n * c.C + gi * Cg + ci) * c.H + ih) * c.W + iw);
                 const size_t wi = static_cast<size_t>(((o * Cg + ci) * KH + kh) * KW + kw);
@@ -68,7 +70,8 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
 void check(const Case& c, Isa isa, int threads, bool winograd) {
   const int64_t KH = c.K, KW = c.KW ? c.KW : c.K;
   const int64_t OH = (c.H + 2 * c.pad - c.dil * (KH - 1) - 1) / c.stride + 1;
-  const int64_t OW = (c.W + 2 * c.pad - c.dil * (KW - 1) - 1) / c.stride + 1;
+  const int64_t SW = c.SW ? c.SW : c.stride;
+  const int64_t OW = (c.W + 2 * c.pad - c.dil * (KW - 1) - 1) / SW + 1;
   std::mt19937 rng(static_cast<unsigned>(c.N * 131 + c.C * 17 + c.O * 7 + c.H));
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   auto fill = [&](int64_t n) {
@@ -80,7 +83,8 @@ void check(const Case& c, Isa isa, int threads, bool winograd) {
   const auto x = fill(numel(xs)), w = fill(numel(ws)), gy = fill(numel(ys));
   const Ref ref = naive(c, OH, OW, x, w, gy);
   cpu::Conv2dParams p;
-  p.stride_h = p.stride_w = c.stride;
+  p.stride_h = c.stride;
+  p.stride_w = SW;
   p.pad_h = p.pad_w = c.pad;
   p.dilation_h = p.dilation_w = c.dil;
   p.groups = c.groups;
@@ -147,6 +151,12 @@ const std::vector<Case>& cases() {
       {2, 1, 6, 3, 8, 5, 1, 2},
       {1, 1, 4, 5, 8, 3, 1, 3, 3},
       {1, 1, 5, 2, 8, 3, 1, 2, 2},
+      // Other widths on the flat path take "wide" copies (rows of OW pixels, each kernel
+      // column's shift built in): a valid 1-channel layer (7 x 11 output, 77 pixels: a partial
+      // last vector) and a 3-channel one with dilation 2. Height stride 2 keeps padded rows.
+      {2, 1, 9, 13, 8, 3, 1, 0},
+      {3, 3, 10, 12, 16, 3, 1, 0, 2},
+      {2, 1, 11, 20, 8, 3, 2, 1, 1, 1, 0, 1},
       // Batches smaller than the threads' parts: each image's channel tiles dealt out (one
       // image of 32 channels, three of 20, groups of 12 channels).
       {1, 1, 7, 9, 32, 3},
@@ -167,7 +177,8 @@ TEST_P(ConvPaths, MatchesNaiveLoop) {
   if (static_cast<Isa>(isa) == Isa::kAvx512 && active_isa() < Isa::kAvx512) GTEST_SKIP() << "no AVX-512";
   for (const Case& c : cases()) {
     SCOPED_TRACE(testing::Message() << "N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " O" << c.O << " K"
-                                    << c.K << " s" << c.stride << " p" << c.pad << " d" << c.dil << " g" << c.groups);
+                                    << c.K << " s" << c.stride << " sw" << (c.SW ? c.SW : c.stride) << " p" << c.pad
+                                    << " d" << c.dil << " g" << c.groups);
     check(c, static_cast<Isa>(isa), threads, winograd);
   }
   set_num_threads(2);
