@@ -188,6 +188,26 @@ INSTANTIATE_TEST_SUITE_P(IsaAndThreads, ConvPaths,
                          ::testing::Combine(::testing::Values(static_cast<int>(Isa::kAvx512), static_cast<int>(Isa::kAvx2)),
                                             ::testing::Values(1, 2, 3), ::testing::Bool()));
 
+// Random few-tap layers (the row-vector paths: flat "same" and wide copies, padded rows
+// under a height stride) against the naive loop: kernel sides 1-5, padding up to 3 (wider
+// than some rows), dilation 1-2, 1-3 threads.
+TEST(ConvRows, RandomShapesMatchNaiveLoop) {
+  std::mt19937 rng(11);
+  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  int checked = 0;
+  while (checked < 150) {
+    Case c{pick(1, 3), pick(1, 3), pick(1, 12), pick(1, 36), pick(1, 20), pick(1, 5)};
+    c.stride = pick(1, 2), c.pad = pick(0, 3), c.dil = pick(1, 2), c.KW = pick(1, 5), c.SW = 1;
+    if (c.C * c.K * c.KW > 32 || c.H + 2 * c.pad < c.dil * (c.K - 1) + 1 || c.W + 2 * c.pad < c.dil * (c.KW - 1) + 1)
+      continue;
+    SCOPED_TRACE(testing::Message() << "N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " O" << c.O << " K"
+                                    << c.K << "x" << c.KW << " s" << c.stride << " p" << c.pad << " d" << c.dil);
+    check(c, Isa::kAvx512, static_cast<int>(pick(1, 3)), true);
+    ++checked;
+  }
+  set_num_threads(2);
+}
+
 // An output too big for the caches (> 4 MiB) is prefetched for writing an image ahead on the
 // flat row-vector path; image by image (no prefetch) must give the same bits, with and
 // without bias/relu. Past 16 MiB of output per thread it is written with streaming stores
