@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <sstream>
+#include <string>
 
 #include "loom/base/cpu.h"
 #include "loom/base/thread_pool.h"
@@ -170,15 +172,21 @@ const std::vector<Case>& cases() {
   return cs;
 }
 
+// The case as a trace line: "N2 C1 9x13 O8 K3x3 s1 sw1 p0 d1 g1".
+std::string describe(const Case& c) {
+  std::ostringstream o;
+  o << "N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " O" << c.O << " K" << c.K << "x" << (c.KW ? c.KW : c.K)
+    << " s" << c.stride << " sw" << (c.SW ? c.SW : c.stride) << " p" << c.pad << " d" << c.dil << " g" << c.groups;
+  return o.str();
+}
+
 class ConvPaths : public ::testing::TestWithParam<std::tuple<int, int, bool>> {};
 
 TEST_P(ConvPaths, MatchesNaiveLoop) {
   const auto [isa, threads, winograd] = GetParam();
   if (static_cast<Isa>(isa) == Isa::kAvx512 && active_isa() < Isa::kAvx512) GTEST_SKIP() << "no AVX-512";
   for (const Case& c : cases()) {
-    SCOPED_TRACE(testing::Message() << "N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " O" << c.O << " K"
-                                    << c.K << " s" << c.stride << " sw" << (c.SW ? c.SW : c.stride) << " p" << c.pad
-                                    << " d" << c.dil << " g" << c.groups);
+    SCOPED_TRACE(describe(c));
     check(c, static_cast<Isa>(isa), threads, winograd);
   }
   set_num_threads(2);
@@ -200,8 +208,7 @@ TEST(ConvRows, RandomShapesMatchNaiveLoop) {
     c.stride = pick(1, 2), c.pad = pick(0, 3), c.dil = pick(1, 2), c.KW = pick(1, 5), c.SW = 1;
     if (c.C * c.K * c.KW > 32 || c.H + 2 * c.pad < c.dil * (c.K - 1) + 1 || c.W + 2 * c.pad < c.dil * (c.KW - 1) + 1)
       continue;
-    SCOPED_TRACE(testing::Message() << "N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " O" << c.O << " K"
-                                    << c.K << "x" << c.KW << " s" << c.stride << " p" << c.pad << " d" << c.dil);
+    SCOPED_TRACE(describe(c));
     check(c, Isa::kAvx512, static_cast<int>(pick(1, 3)), true);
     ++checked;
   }

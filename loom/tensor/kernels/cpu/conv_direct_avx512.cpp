@@ -476,8 +476,6 @@ std::vector<RowVec> row_vectors(const ConvDims& d, const Plan& pl) {
 // image get this much zeroed slack.
 constexpr int64_t kRowSlack = 16;
 
-constexpr int64_t kFlatFloats = 4096;  // RowGeom::flat_applies
-
 // Where the row-vector kernels read an image from and which pixels their vectors cover.
 //
 // Padded rows (strided rows, or images whose flat copies would be too large): the image
@@ -507,6 +505,7 @@ struct RowGeom {
   // Flat when the KW copies take at most 16 KiB (a third of L1): a 3-channel 32 x 32 layer's
   // (35-39 KiB) ran its forward 2-10% slower than on padded rows, a 1-channel 28 x 28 layer's
   // (9-10 KiB) 10-13% faster on the wide copies.
+  static constexpr int64_t kFlatFloats = 4096;
   static bool flat_applies(const ConvDims& d) {
     return d.sh == 1 && d.sw == 1 && d.KW * (d.C / d.G) * (d.H + 2 * d.ph) * d.OW <= kFlatFloats;
   }
@@ -706,7 +705,7 @@ struct alignas(64) RowJob {
 void forward_rows(const ConvDims& d, const float* x, const float* w, float* y, const float* bias, bool relu) {
   const int64_t parts = forward_parts();
   // An output bound for memory is prefetched for writing one image ahead, or, far beyond
-  // the caches on a flat geometry (whole aligned vectors), streamed (stream_past_cache).
+  // the caches on the "same" flat geometry (whole aligned vectors), streamed (stream_past_cache).
   const int64_t out_floats = d.N * d.O * d.OH * d.OW;
   const bool nt = stream_past_cache(out_floats) && RowGeom::same_applies(d);
   const RowJob job{d, x, w, bias, y, next_call_id(), parts, stream_from_memory(out_floats), nt, relu};
