@@ -129,6 +129,18 @@ TEST_P(GemmTest, BlockBoundaries) {
   check(400, 100, 1000, 4, 3, 0.5f, 1.5f, rng);
 }
 
+// Small products (0.3 - 20 MFLOP) on 2 threads: each thread's whole NR panels as its own
+// product, the last with the edge panel; too narrow for two panels, the shared team path.
+TEST_P(GemmTest, SmallProductsSplitByColumns) {
+  std::mt19937 rng(29);
+  for (int la = 0; la < 3; ++la)
+    for (int lb = 0; lb < 3; ++lb) {
+      check(64, 64, 64, la, lb, 1.0f, 0.0f, rng);
+      check(40, 100, 90, la, lb, 0.5f, 1.5f, rng);  // 3 panels + a 4-column edge
+      check(70, 40, 120, la, lb, 1.0f, 0.5f, rng);  // one panel and an edge: the team
+    }
+}
+
 TEST_P(GemmTest, DegenerateSizes) {
   std::mt19937 rng(17);
   check(0, 5, 3, 0, 0, 1.0f, 0.0f, rng);

@@ -301,7 +301,10 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
   }
   const GemmKernel& g = active_sgemm_kernel();
   const double flops = 2.0 * M * N * K;
-  int threads = parallel && !in_parallel_region() && flops > 2e6 ? num_threads() : 1;
+  // Threads from 0.3 MFLOP: two column halves of a 64^3 product (0.5 MFLOP) on 2 threads
+  // take 3.6 us where one thread takes 5 (below); a row of 1 x 1024 x 128 dot products
+  // (0.26 MFLOP) still ran 10% slower split in two, 2 x 384 x 256 (0.39) 24% faster.
+  int threads = parallel && !in_parallel_region() && flops > 3e5 ? num_threads() : 1;
   if (M <= 4 && alpha == 1.0f && A.col_stride == 1 && B.row_stride == 1) {
     // A few rows against a transposed B (a Linear layer at batch 1: x . W^T): dot products
     // along K read W once, where packing would copy all of it for a handful of rows.
@@ -328,13 +331,17 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
     return;
   }
 
-  if (threads > 1 && N >= int64_t{4} * g.nr * threads) {
+  if (threads > 1 && (N >= int64_t{4} * g.nr * threads || (flops < 2e7 && N >= int64_t{g.nr} * threads))) {
     // Wide enough for every thread to own whole NR panels: each computes its own column
     // range of C as an independent single-thread product (packing all of A and its share
     // of B). Against one team sharing each packed B block (below) this repacks A once per
     // thread but needs no barrier per (jc, pc) block -- on this 2-vCPU VM a teammate that
     // lags (or is descheduled) at a barrier stalls the other: 512 x 3072 x 768 on 2
-    // threads 320 -> 363 GFLOP/s, 2048^3 334-340 -> 356 (docs/performance.md).
+    // threads 320 -> 363 GFLOP/s, 2048^3 334-340 -> 356 (docs/performance.md). Small
+    // products (under 20 MFLOP) split so from one panel per thread: their whole run is a
+    // few K blocks, and the team's barriers and shared packing weighed most (2 threads,
+    // against 1 thread or the team: 64^3 105 -> 147 GFLOP/s, 64 x 128 x 64 103 -> 161,
+    // 128^3 177 -> 198, 128 x 128 x 512 207 -> 220; docs/performance.md, twelfth session).
     if (global_pool().try_run_team(threads, [&](int tid) {
           const int64_t panels = (N + g.nr - 1) / g.nr;
           const int64_t n0 = std::min(N, panels * tid / threads * g.nr);
