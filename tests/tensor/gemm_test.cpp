@@ -130,14 +130,16 @@ TEST_P(GemmTest, BlockBoundaries) {
 }
 
 // Small products (0.3 - 20 MFLOP) on 2 threads: each thread's whole NR panels as its own
-// product, the last with the edge panel; too narrow for two panels, the shared team path.
+// product, the last with the edge panel; panels that divide unevenly between the threads
+// take the shared team path.
 TEST_P(GemmTest, SmallProductsSplitByColumns) {
   std::mt19937 rng(29);
   for (int la = 0; la < 3; ++la)
     for (int lb = 0; lb < 3; ++lb) {
       check(64, 64, 64, la, lb, 1.0f, 0.0f, rng);
-      check(40, 100, 90, la, lb, 0.5f, 1.5f, rng);  // 3 panels + a 4-column edge
-      check(70, 40, 120, la, lb, 1.0f, 0.5f, rng);  // one panel and an edge: the team
+      check(40, 70, 90, la, lb, 0.5f, 1.5f, rng);   // a panel, then a panel and a 6-column edge
+      check(50, 96, 80, la, lb, 1.0f, 0.5f, rng);   // 3 panels: 1 + 2, uneven: the team
+      check(70, 40, 120, la, lb, 1.0f, 0.5f, rng);  // a panel and an 8-column edge: the team
     }
 }
 

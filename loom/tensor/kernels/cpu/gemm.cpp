@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "loom/base/cpu.h"
@@ -331,7 +332,18 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
     return;
   }
 
-  if (threads > 1 && (N >= int64_t{4} * g.nr * threads || (flops < 2e7 && N >= int64_t{g.nr} * threads))) {
+  // Thread t's columns [first, second) when each thread takes whole NR panels.
+  const int64_t panels = (N + g.nr - 1) / g.nr;
+  auto panel_columns = [&](int t) {
+    return std::pair{std::min(N, panels * t / threads * g.nr), std::min(N, panels * (t + 1) / threads * g.nr)};
+  };
+  auto widest_share = [&] {  // the widest thread's columns against an even share
+    int64_t w = 0;
+    for (int t = 0; t < threads; ++t) w = std::max(w, panel_columns(t).second - panel_columns(t).first);
+    return static_cast<double>(w) * threads / static_cast<double>(N);
+  };
+  if (threads > 1 &&
+      (N >= int64_t{4} * g.nr * threads || (flops < 2e7 && panels >= threads && widest_share() <= 1.15))) {
     // Wide enough for every thread to own whole NR panels: each computes its own column
     // range of C as an independent single-thread product (packing all of A and its share
     // of B). Against one team sharing each packed B block (below) this repacks A once per
@@ -341,11 +353,12 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
     // products (under 20 MFLOP) split so from one panel per thread: their whole run is a
     // few K blocks, and the team's barriers and shared packing weighed most (2 threads,
     // against 1 thread or the team: 64^3 105 -> 147 GFLOP/s, 64 x 128 x 64 103 -> 161,
-    // 128^3 177 -> 198, 128 x 128 x 512 207 -> 220; docs/performance.md, twelfth session).
+    // 128^3 177 -> 198, 128 x 128 x 512 207 -> 220; docs/performance.md, twelfth session)
+    // -- unless the panels divide unevenly (3 panels on 2 threads: one thread would do
+    // twice the other's work): 96^3 143 -> 160-171 GFLOP/s on the team, 200 x 96 x 200 137-168
+    // -> 195-201, 160^3 (5 panels) 185 -> 213; 7 panels (224^3) split evenly enough.
     if (global_pool().try_run_team(threads, [&](int tid) {
-          const int64_t panels = (N + g.nr - 1) / g.nr;
-          const int64_t n0 = std::min(N, panels * tid / threads * g.nr);
-          const int64_t n1 = std::min(N, panels * (tid + 1) / threads * g.nr);
+          const auto [n0, n1] = panel_columns(tid);
           if (n1 > n0)
             sgemm(M, n1 - n0, K, alpha, A, {B.data + n0 * B.col_stride, B.row_stride, B.col_stride}, beta, C + n0,
                   ldc, /*parallel=*/false);
