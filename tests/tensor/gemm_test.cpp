@@ -43,22 +43,31 @@ Mat make(int64_t M, int64_t N, int layout, std::mt19937& rng) {
   return m;
 }
 
+// C has 3 columns of padding per row (ldc = N + 3), which must keep their values: sgemm
+// writes C[0:M, 0:N] only (the column-edge kernels store under a mask).
 void check(int64_t M, int64_t N, int64_t K, int la, int lb, float alpha, float beta, std::mt19937& rng) {
   Mat A = make(M, K, la, rng), B = make(K, N, lb, rng);
-  std::vector<float> C(M * N), R(M * N);
+  const int64_t ldc = N + 3;
+  constexpr float kPad = 12345.0f;
+  std::vector<float> C(M * ldc, kPad), R(M * N);
   std::uniform_real_distribution<float> u(-1, 1);
-  for (int64_t i = 0; i < M * N; ++i) C[i] = R[i] = u(rng);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = R[i * N + j] = u(rng);
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
       double acc = 0;
       for (int64_t k = 0; k < K; ++k) acc += double(A.at(i, k)) * B.at(k, j);
       R[i * N + j] = float(alpha * acc + (beta == 0 ? 0.0 : beta * R[i * N + j]));
     }
-  if (beta == 0) std::fill(C.begin(), C.end(), NAN);  // beta == 0 must not read C
-  sgemm(M, N, K, alpha, {A.p(), A.rs, A.cs}, {B.p(), B.rs, B.cs}, beta, C.data(), N);
-  for (int64_t i = 0; i < M * N; ++i) {
-    ASSERT_NEAR(C[i], R[i], 1e-4 * (1 + std::sqrt(double(K)))) << "M=" << M << " N=" << N << " K=" << K << " la="
-                                                               << la << " lb=" << lb << " at " << i;
+  if (beta == 0)  // beta == 0 must not read C
+    for (int64_t i = 0; i < M; ++i) std::fill(C.begin() + i * ldc, C.begin() + i * ldc + N, NAN);
+  sgemm(M, N, K, alpha, {A.p(), A.rs, A.cs}, {B.p(), B.rs, B.cs}, beta, C.data(), ldc);
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j)
+      ASSERT_NEAR(C[i * ldc + j], R[i * N + j], 1e-4 * (1 + std::sqrt(double(K))))
+          << "M=" << M << " N=" << N << " K=" << K << " la=" << la << " lb=" << lb << " at " << i << "," << j;
+    for (int64_t j = N; j < ldc; ++j)
+      ASSERT_EQ(C[i * ldc + j], kPad) << "M=" << M << " N=" << N << " K=" << K << ": wrote padding at " << i << "," << j;
   }
 }
 
@@ -78,7 +87,8 @@ TEST_P(GemmTest, EdgeSizesAroundTheRegisterTile) {
   std::mt19937 rng(7);
   const int mr = active_sgemm_kernel().mr, nr = active_sgemm_kernel().nr;
   for (int64_t M = 1; M <= mr + 1; ++M)
-    for (int64_t N : {int64_t(1), int64_t(nr - 1), int64_t(nr), int64_t(nr + 1)})
+    for (int64_t N : {int64_t(1), int64_t(nr / 2 - 1), int64_t(nr / 2), int64_t(nr / 2 + 1), int64_t(nr - 1),
+                      int64_t(nr), int64_t(nr + 1), int64_t(2 * nr + nr / 2)})
       for (int64_t K : {1, 7, 16}) {
         check(M, N, K, 0, 0, 1.0f, 0.0f, rng);
         check(M, N, K, 0, 0, 0.5f, 1.5f, rng);  // partial panels' own kernels scale and accumulate

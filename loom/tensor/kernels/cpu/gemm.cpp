@@ -260,10 +260,19 @@ void macro_kernel(const GemmKernel& g, const ASource& as, const BSource& bs, int
       const int64_t rows = std::min<int64_t>(g.mr, mc - i0);
       const float* apanel = Ap + i0 / g.mr * (kc * g.as);
       float* c = C + i0 * ldc + j0;
+      // A column edge's own kernel: its few vectors per row, the last under a mask.
+      const GemmKernel::MicroCols narrow =
+          cols == g.nr || g.width == 0 ? nullptr
+          : rows == g.mr && as.rows    ? g.col_edge_rows[(cols - 1) / g.width]
+                                       : g.col_edge[(cols - 1) / g.width][rows];
       if (rows == g.mr && cols == g.nr) {
         full_tile(i0, bpanel, ldb, c, ldc, beta);
       } else if (cols == g.nr && g.edge[rows]) {
         g.edge[rows](kc, apanel, bpanel, ldb, c, ldc, alpha, beta);
+      } else if (narrow) {
+        const bool in_place = rows == g.mr && as.rows;
+        narrow(kc, in_place ? as.rows + i0 * as.lda : apanel, as.lda, bpanel, ldb, c, ldc, alpha, beta,
+               static_cast<int>(cols));
       } else {
         // Edge tile: compute the full tile into scratch, then merge the valid part.
         if (rows == g.mr)

@@ -74,6 +74,17 @@ struct GemmKernel {
   using MicroRows = void (*)(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* Bp, float* C,
                              int64_t ldc, float alpha, float beta);
   MicroRows rows = nullptr, rows_pack = nullptr;
+  // col_edge[v - 1][r] (r <= mr): C[0:r, 0:cols] of a tile whose B panel holds fewer than NR
+  // columns (the last panel of an N that is not a multiple of NR, zero-padded to NR):
+  // `cols` <= v * width of them, v vectors per row, the last one loaded and stored under a
+  // mask, written straight into C. col_edge_rows[v - 1]: the same for MR rows of a
+  // row-major A read in place (row i at A + i * lda; packed kernels ignore lda). Null where
+  // absent: the tile then goes through a scratch tile.
+  using MicroCols = void (*)(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                             int64_t ldc, float alpha, float beta, int cols);
+  MicroCols col_edge[4][17] = {};
+  MicroCols col_edge_rows[4] = {};
+  int width = 0;  // floats per vector of col_edge's kernels
   // L2 budget for the packed MC x KC block of A (bytes; 0: none): a deep K block gets
   // fewer rows than mc, so that it still stays in L2.
   int64_t a_block_bytes = 0;

@@ -18,6 +18,10 @@ inline Vec vbroadcast(const float* p) { return _mm512_set1_ps(*p); }
 inline Vec vset1(float x) { return _mm512_set1_ps(x); }
 inline Vec vfmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
 inline Vec vmul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+// The first n (1 .. 16) lanes; the others are neither read nor written.
+inline __mmask16 first_lanes(int n) { return static_cast<__mmask16>((1u << n) - 1); }
+inline Vec vloadu_n(const float* p, int n) { return _mm512_maskz_loadu_ps(first_lanes(n), p); }
+inline void vstoreu_n(float* p, Vec v, int n) { _mm512_mask_storeu_ps(p, first_lanes(n), v); }
 }  // namespace loom::cpu::avx512
 
 #define LOOM_GEMM_ISA avx512
@@ -39,6 +43,7 @@ const GemmKernel* sgemm_kernel_avx512() {
                  &avx512::micro_kernel<LOOM_AVX512_MR, LOOM_AVX512_NV, LOOM_AVX512_AS>};
     avx512::fill_edge_kernels<LOOM_AVX512_MR, LOOM_AVX512_NV, LOOM_AVX512_AS>(
         g.edge, std::make_integer_sequence<int, LOOM_AVX512_MR - 1>{});
+    avx512::fill_col_edge_kernels<LOOM_AVX512_MR, LOOM_AVX512_NV, LOOM_AVX512_AS>(g);
     // Blocking for a 48 KiB L1 / 1 MiB L2 core: the MC x KC A block stays in L2 (at most
     // 768 KiB: 336 rows up to KC 512, 224 rows at KC 768), a KC x NR B panel is reused
     // from L1/L2 by every micro-tile of the block, the KC x NC B block (at most 6 MiB)

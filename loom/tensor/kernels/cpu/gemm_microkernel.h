@@ -21,11 +21,15 @@ namespace loom::cpu::LOOM_GEMM_ISA {
 // PACK: also store each k's B row into the packed panel Bp (NR floats per k, aligned), so
 // that the first tile to use a panel of row-major B packs it while computing (sgemm's fill
 // mode). ROWS: A is not a packed panel but MR rows of a row-major A read in place (row i at
-// A + i * lda; AS unused), so that sgemm need not pack it.
-template <int MR, int NV, int AS, bool PACK, bool ROWS = false>
+// A + i * lda; AS unused), so that sgemm need not pack it. TAIL: only the first `cols`
+// columns of C exist (cols > (NV - 1) * W): the last vector of each row is loaded and
+// stored under a mask.
+template <int MR, int NV, int AS, bool PACK, bool ROWS = false, bool TAIL = false>
 inline void micro_kernel_body(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
-                              float* __restrict Bp, float* __restrict C, int64_t ldc, float alpha, float beta) {
+                              float* __restrict Bp, float* __restrict C, int64_t ldc, float alpha, float beta,
+                              int cols = 0) {
   constexpr int W = sizeof(Vec) / sizeof(float);
+  const int tail = cols - (NV - 1) * W;  // TAIL: lanes of the last vector
   Vec acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -67,7 +71,13 @@ inline void micro_kernel_body(int64_t K, const float* __restrict A, int64_t lda,
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) vstoreu(C + i * ldc + j * W, vmul(va, acc[i][j]));
+      for (int j = 0; j < NV; ++j) {
+        float* c = C + i * ldc + j * W;
+        if (TAIL && j == NV - 1)
+          vstoreu_n(c, vmul(va, acc[i][j]), tail);
+        else
+          vstoreu(c, vmul(va, acc[i][j]));
+      }
   } else {
     const Vec vb = vset1(beta);
 #pragma GCC unroll 16
@@ -75,7 +85,10 @@ inline void micro_kernel_body(int64_t K, const float* __restrict A, int64_t lda,
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) {
         float* c = C + i * ldc + j * W;
-        vstoreu(c, vfmadd(va, acc[i][j], vmul(vb, vloadu(c))));
+        if (TAIL && j == NV - 1)
+          vstoreu_n(c, vfmadd(va, acc[i][j], vmul(vb, vloadu_n(c, tail))), tail);
+        else
+          vstoreu(c, vfmadd(va, acc[i][j], vmul(vb, vloadu(c))));
       }
   }
 }
@@ -97,6 +110,19 @@ template <int MR, int NV, bool PACK>
 void micro_kernel_rows(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
                        float* __restrict Bp, float* __restrict C, int64_t ldc, float alpha, float beta) {
   micro_kernel_body<MR, NV, MR, PACK, true>(K, A, lda, B, ldb, Bp, C, ldc, alpha, beta);
+}
+
+// GemmKernel::col_edge (packed A) and col_edge_rows (A in place).
+template <int MR, int NV, int AS>
+void micro_kernel_cols(int64_t K, const float* __restrict A, int64_t, const float* __restrict B, int64_t ldb,
+                       float* __restrict C, int64_t ldc, float alpha, float beta, int cols) {
+  micro_kernel_body<MR, NV, AS, false, false, true>(K, A, 0, B, ldb, nullptr, C, ldc, alpha, beta, cols);
+}
+
+template <int MR, int NV>
+void micro_kernel_rows_cols(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
+                            float* __restrict C, int64_t ldc, float alpha, float beta, int cols) {
+  micro_kernel_body<MR, NV, MR, false, true, true>(K, A, lda, B, ldb, nullptr, C, ldc, alpha, beta, cols);
 }
 
 }  // namespace loom::cpu::LOOM_GEMM_ISA
@@ -138,6 +164,22 @@ inline double fma_peak_gflops(double seconds) {
 template <int MR, int NV, int AS, int... R>
 void fill_edge_kernels(GemmKernel::Micro* edge, std::integer_sequence<int, R...>) {
   ((edge[R + 1] = &micro_kernel<R + 1, NV, AS>), ...);
+}
+
+// col_edge[v - 1][r] for v = 1 .. NV, r = 1 .. MR, col_edge_rows[v - 1], and the vector
+// width; R = 0 .. MR - 1.
+template <int MR, int V, int AS, int... R>
+void fill_col_edge_row(GemmKernel& g, std::integer_sequence<int, R...>) {
+  ((g.col_edge[V - 1][R + 1] = &micro_kernel_cols<R + 1, V, AS>), ...);
+  g.col_edge_rows[V - 1] = &micro_kernel_rows_cols<MR, V>;
+}
+
+template <int MR, int NV, int AS>
+void fill_col_edge_kernels(GemmKernel& g) {
+  static_assert(NV >= 1 && NV <= 2, "col_edge kernels are instantiated for 1 or 2 vectors per row");
+  fill_col_edge_row<MR, 1, AS>(g, std::make_integer_sequence<int, MR>{});
+  if constexpr (NV == 2) fill_col_edge_row<MR, 2, AS>(g, std::make_integer_sequence<int, MR>{});
+  g.width = sizeof(Vec) / sizeof(float);
 }
 
 }  // namespace loom::cpu::LOOM_GEMM_ISA
