@@ -67,7 +67,8 @@ void check(int64_t M, int64_t N, int64_t K, int la, int lb, float alpha, float b
       ASSERT_NEAR(C[i * ldc + j], R[i * N + j], 1e-4 * (1 + std::sqrt(double(K))))
           << "M=" << M << " N=" << N << " K=" << K << " la=" << la << " lb=" << lb << " at " << i << "," << j;
     for (int64_t j = N; j < ldc; ++j)
-      ASSERT_EQ(C[i * ldc + j], kPad) << "M=" << M << " N=" << N << " K=" << K << ": wrote padding at " << i << "," << j;
+      ASSERT_EQ(C[i * ldc + j], kPad) << "M=" << M << " N=" << N << " K=" << K << ": wrote padding at " << i << ","
+                                      << j;
   }
 }
 

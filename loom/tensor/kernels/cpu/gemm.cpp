@@ -261,10 +261,11 @@ void macro_kernel(const GemmKernel& g, const ASource& as, const BSource& bs, int
       const float* apanel = Ap + i0 / g.mr * (kc * g.as);
       float* c = C + i0 * ldc + j0;
       // A column edge's own kernel: its few vectors per row, the last under a mask.
-      const GemmKernel::MicroCols narrow =
-          cols == g.nr || g.width == 0 ? nullptr
-          : rows == g.mr && as.rows    ? g.col_edge_rows[(cols - 1) / g.width]
-                                       : g.col_edge[(cols - 1) / g.width][rows];
+      GemmKernel::MicroCols narrow = nullptr;
+      if (cols < g.nr && g.width > 0) {
+        const int64_t v = (cols - 1) / g.width;
+        narrow = rows == g.mr && as.rows ? g.col_edge_rows[v] : g.col_edge[v][rows];
+      }
       if (rows == g.mr && cols == g.nr) {
         full_tile(i0, bpanel, ldb, c, ldc, beta);
       } else if (cols == g.nr && g.edge[rows]) {

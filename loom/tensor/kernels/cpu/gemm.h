@@ -80,8 +80,8 @@ struct GemmKernel {
   // mask, written straight into C. col_edge_rows[v - 1]: the same for MR rows of a
   // row-major A read in place (row i at A + i * lda; packed kernels ignore lda). Null where
   // absent: the tile then goes through a scratch tile.
-  using MicroCols = void (*)(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                             int64_t ldc, float alpha, float beta, int cols);
+  using MicroCols = void (*)(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                             float alpha, float beta, int cols);
   MicroCols col_edge[4][17] = {};
   MicroCols col_edge_rows[4] = {};
   int width = 0;  // floats per vector of col_edge's kernels
