@@ -275,7 +275,8 @@ void macro_kernel(const GemmKernel& g, const ASource& as, const BSource& bs, int
         narrow(kc, in_place ? as.rows + i0 * as.lda : apanel, as.lda, bpanel, ldb, c, ldc, alpha, beta,
                static_cast<int>(cols));
       } else {
-        // Edge tile: compute the full tile into scratch, then merge the valid part.
+        // Edge tile of a kernel without edge kernels (the portable one): the full tile into
+        // scratch, then the valid part merged.
         if (rows == g.mr)
           full_tile(i0, bpanel, ldb, tile, g.nr, 0.0f);
         else

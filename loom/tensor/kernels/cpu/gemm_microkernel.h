@@ -174,11 +174,15 @@ void fill_col_edge_row(GemmKernel& g, std::integer_sequence<int, R...>) {
   g.col_edge_rows[V - 1] = &micro_kernel_rows_cols<MR, V>;
 }
 
+template <int MR, int AS, int... V>
+void fill_col_edge_vectors(GemmKernel& g, std::integer_sequence<int, V...>) {
+  (fill_col_edge_row<MR, V + 1, AS>(g, std::make_integer_sequence<int, MR>{}), ...);
+}
+
 template <int MR, int NV, int AS>
 void fill_col_edge_kernels(GemmKernel& g) {
-  static_assert(NV >= 1 && NV <= 2, "col_edge kernels are instantiated for 1 or 2 vectors per row");
-  fill_col_edge_row<MR, 1, AS>(g, std::make_integer_sequence<int, MR>{});
-  if constexpr (NV == 2) fill_col_edge_row<MR, 2, AS>(g, std::make_integer_sequence<int, MR>{});
+  static_assert(NV >= 1 && NV <= 4 && MR <= 16, "GemmKernel::col_edge holds up to 4 vectors and 16 rows");
+  fill_col_edge_vectors<MR, AS>(g, std::make_integer_sequence<int, NV>{});
   g.width = sizeof(Vec) / sizeof(float);
 }
 
