@@ -140,17 +140,19 @@ TEST_P(GemmTest, BlockBoundaries) {
   check(400, 100, 1000, 4, 3, 0.5f, 1.5f, rng);
 }
 
-// Small products (0.3 - 20 MFLOP) on 2 threads: each thread's whole NR panels as its own
-// product, the last with the edge panel; panels that divide unevenly between the threads
-// take the shared team path.
-TEST_P(GemmTest, SmallProductsSplitByColumns) {
+// How 2 threads share a product: small ones (0.3 - 20 MFLOP) by whole NR panels, each its
+// own product, the last with the edge panel; where the panels divide unevenly, by whole
+// MR-row panels (the last with M's edge rows); with too few rows for that, as one team.
+TEST_P(GemmTest, ProductsSplitByColumnsRowsOrAsATeam) {
   std::mt19937 rng(29);
   for (int la = 0; la < 3; ++la)
     for (int lb = 0; lb < 3; ++lb) {
       check(64, 64, 64, la, lb, 1.0f, 0.0f, rng);
-      check(40, 70, 90, la, lb, 0.5f, 1.5f, rng);   // a panel, then a panel and a 6-column edge
-      check(50, 96, 80, la, lb, 1.0f, 0.5f, rng);   // 3 panels: 1 + 2, uneven: the team
-      check(70, 40, 120, la, lb, 1.0f, 0.5f, rng);  // a panel and an 8-column edge: the team
+      check(40, 70, 90, la, lb, 0.5f, 1.5f, rng);   // columns: a panel, then a panel and a 6-column edge
+      check(70, 40, 120, la, lb, 1.0f, 0.5f, rng);  // rows: 2 panels, then 3 and 0 edge rows
+      check(75, 96, 80, la, lb, 0.5f, 0.0f, rng);   // rows: 2 panels, then 3 and 5 edge rows
+      check(50, 96, 80, la, lb, 1.0f, 0.5f, rng);   // the team: 3 column panels, 50 rows
+      check(20, 40, 600, la, lb, 1.0f, 0.5f, rng);  // the team: a panel and an edge, 20 rows
     }
 }
 

@@ -366,13 +366,32 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
     // against 1 thread or the team: 64^3 105 -> 147 GFLOP/s, 64 x 128 x 64 103 -> 161,
     // 128^3 177 -> 198, 128 x 128 x 512 207 -> 220; docs/performance.md, twelfth session)
     // -- unless the panels divide unevenly (3 panels on 2 threads: one thread would do
-    // twice the other's work): 96^3 143 -> 160-171 GFLOP/s on the team, 200 x 96 x 200 137-168
-    // -> 195-201, 160^3 (5 panels) 185 -> 213; 7 panels (224^3) split evenly enough.
+    // twice the other's work; the widest share at most 1.15x an even one): 7 panels (224^3)
+    // split evenly enough, 3 and 5 go by rows (below).
     if (global_pool().try_run_team(threads, [&](int tid) {
           const auto [n0, n1] = panel_columns(tid);
           if (n1 > n0)
             sgemm(M, n1 - n0, K, alpha, A, {B.data + n0 * B.col_stride, B.row_stride, B.col_stride}, beta, C + n0,
                   ldc, /*parallel=*/false);
+        }))
+      return;
+  }
+  if (threads > 1 && M >= int64_t{2} * g.mr * threads) {
+    // Too few panels to split evenly, but rows enough: each thread computes its own range of
+    // whole MR-row panels (the last also M's partial one) as an independent single-thread
+    // product, packing B for itself -- for fewer than 4 NR panels per thread a small copy --
+    // where the team shares one packed B at two barriers per block. 2 threads, team ->
+    // rows (GFLOP/s, one process, per-round medians): 256 x 48 x 256 176 -> 205-207,
+    // 64 x 48 x 64 92 -> 128-133, 64 x 128 x 3136 (the CNN's first Linear) 169-171 -> 193-198,
+    // 784 x 100 x 784 166-194 -> 197-199, 1024 x 160 x 1024 200-204 -> 213-215, 96^3 178 ->
+    // 182; none slower beyond noise (3136 x 128 x 64 208-211 -> 205-215).
+    const int64_t rpanels = M / g.mr;
+    if (global_pool().try_run_team(threads, [&](int tid) {
+          const int64_t m0 = rpanels * tid / threads * g.mr;
+          const int64_t m1 = tid + 1 == threads ? M : rpanels * (tid + 1) / threads * g.mr;
+          if (m1 > m0)
+            sgemm(m1 - m0, N, K, alpha, {A.data + m0 * A.row_stride, A.row_stride, A.col_stride}, B, beta,
+                  C + m0 * ldc, ldc, /*parallel=*/false);
         }))
       return;
   }
