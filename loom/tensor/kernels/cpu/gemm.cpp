@@ -390,8 +390,8 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
           const int64_t m0 = rpanels * tid / threads * g.mr;
           const int64_t m1 = tid + 1 == threads ? M : rpanels * (tid + 1) / threads * g.mr;
           if (m1 > m0)
-            sgemm(m1 - m0, N, K, alpha, {A.data + m0 * A.row_stride, A.row_stride, A.col_stride}, B, beta,
-                  C + m0 * ldc, ldc, /*parallel=*/false);
+            sgemm(m1 - m0, N, K, alpha, {A.data + m0 * A.row_stride, A.row_stride, A.col_stride}, B, beta, C + m0 * ldc,
+                  ldc, /*parallel=*/false);
         }))
       return;
   }
