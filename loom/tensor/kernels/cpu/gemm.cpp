@@ -260,18 +260,19 @@ void macro_kernel(const GemmKernel& g, const ASource& as, const BSource& bs, int
       const int64_t rows = std::min<int64_t>(g.mr, mc - i0);
       const float* apanel = Ap + i0 / g.mr * (kc * g.as);
       float* c = C + i0 * ldc + j0;
-      // A column edge's own kernel: its few vectors per row, the last under a mask.
+      // A column edge's own kernel: its few vectors per row, the last under a mask; a full
+      // row panel reads A in place where the block does.
+      const bool in_place = rows == g.mr && as.rows;
       GemmKernel::MicroCols narrow = nullptr;
       if (cols < g.nr && g.width > 0) {
         const int64_t v = (cols - 1) / g.width;
-        narrow = rows == g.mr && as.rows ? g.col_edge_rows[v] : g.col_edge[v][rows];
+        narrow = in_place ? g.col_edge_rows[v] : g.col_edge[v][rows];
       }
       if (rows == g.mr && cols == g.nr) {
         full_tile(i0, bpanel, ldb, c, ldc, beta);
       } else if (cols == g.nr && g.edge[rows]) {
         g.edge[rows](kc, apanel, bpanel, ldb, c, ldc, alpha, beta);
       } else if (narrow) {
-        const bool in_place = rows == g.mr && as.rows;
         narrow(kc, in_place ? as.rows + i0 * as.lda : apanel, as.lda, bpanel, ldb, c, ldc, alpha, beta,
                static_cast<int>(cols));
       } else {
@@ -350,7 +351,10 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, GemmOperand A, GemmOper
   };
   auto widest_share = [&] {  // the widest thread's columns against an even share
     int64_t w = 0;
-    for (int t = 0; t < threads; ++t) w = std::max(w, panel_columns(t).second - panel_columns(t).first);
+    for (int t = 0; t < threads; ++t) {
+      const auto [n0, n1] = panel_columns(t);
+      w = std::max(w, n1 - n0);
+    }
     return static_cast<double>(w) * threads / static_cast<double>(N);
   };
   if (threads > 1 &&
